@@ -1,0 +1,154 @@
+"""Every llamafleet tunable, documented once, with its default.
+
+pyinfra loads this file for every host; per-platform files (`termux.py`, `linux.py`) and
+per-device-class files override single keys. Dicts and lists are *replaced*, not merged, by a
+later group (pyinfra does not deep-merge), so overrides are kept as separate flat keys.
+`llamafleet check` treats the names below as the complete set of known keys: a key in
+inventory or group data that is neither here nor a pyinfra connector/global key is an error.
+`None` means "decided by llamafleet from the device's facts or the plan".
+"""
+
+# --- Cluster roles and addresses -------------------------------------------------------------
+
+# "master" runs llama-server (rank 0) and talks to the workers; "worker" runs ggml-rpc-server.
+# Exactly one master per inventory.
+llama_role = "worker"
+
+# The address the other cluster members use to reach this host. Default: the host's
+# `ssh_hostname`, else its inventory name.
+cluster_address = None
+
+# --- llama.cpp source (one ref for the whole cluster: RPC needs matching protocol versions) ---
+
+# Git repository and ref (tag or commit) cloned shallowly on each device.
+llama_cpp_repo = "https://github.com/ggml-org/llama.cpp"
+llama_cpp_ref = None
+
+# Or: a source archive on the controller (.tar.gz), uploaded to offline devices. A
+# llama-cpp-python sdist works too (its vendored vendor/llama.cpp is used).
+llama_cpp_archive = None
+
+# Where llamafleet keeps source, builds, models and logs on the device.
+# Default: $HOME/llamafleet on Termux, /opt/llamafleet on Linux.
+llamafleet_dir = None
+
+# --- Build ----------------------------------------------------------------------------------
+
+# Override the architecture detection chooses: an ARM march such as
+# "armv8.2-a+dotprod+fp16" (passed as GGML_CPU_ARM_ARCH) or an x86-64 level ("x86-64-v3").
+llama_cpu_arch = None
+
+# Override the -mcpu tuning chosen from the big core ("cortex-a76"); "" disables -mcpu.
+llama_cpu_mcpu = None
+
+# Extra CMake arguments, appended after llamafleet's own (last one wins in CMake).
+llama_cmake_args = []
+
+# Parallel compile jobs. Default: min(cores, RAM in GiB / 1.5): phones OOM at -j8.
+llama_build_jobs = None
+
+# C compiler to build with ("clang", "gcc", a path). Default: clang on Termux, cc on Linux.
+llama_compiler = None
+
+# Devices with identical build inputs (flags, compiler and version, platform, arch, targets)
+# form a class: compile on one member, copy the binaries to the others through the controller.
+llama_build_once_per_class = True
+
+# --- Packages -------------------------------------------------------------------------------
+
+# Termux packages (real Termux names), installed with `pkg install -y`.
+termux_packages = ["clang", "cmake", "ninja", "git", "ccache", "openssh", "termux-services", "termux-api"]
+
+# Debian/Ubuntu packages on Linux hosts.
+apt_packages = ["build-essential", "cmake", "ninja-build", "git", "ccache", "runit"]
+
+# More packages for one device class, added to the platform list above.
+extra_packages = []
+
+# --- RPC workers ----------------------------------------------------------------------------
+
+# Worker ports are rpc_port_base + rank - 1, unless a host sets rpc_port.
+rpc_port_base = 50052
+rpc_port = None
+
+# Address the worker's rpc-server binds. Default: its cluster address (or 127.0.0.1 when
+# tunnelled). "0.0.0.0" only when set here explicitly: RPC has no authentication.
+rpc_bind = None
+
+# "direct" (master connects to cluster_address:port) or "tunnel" (the master keeps an SSH
+# local-forward to a worker bound to 127.0.0.1). Default: tunnel for Termux workers, direct
+# for Linux workers (which get firewall rules).
+rpc_transport = None
+
+# Allow a direct, non-loopback RPC bind on a host that cannot firewall (a phone without root).
+rpc_allow_insecure = False
+
+# Threads for rpc-server / llama-server. Default: the device's big cores.
+rpc_threads = None
+
+# A device holds at most this fraction of its RAM in model tensors (the guides see crashes
+# above ~75 %), minus rpc_overhead_mb for the process and the OS.
+rpc_ram_fraction = 0.70
+rpc_overhead_mb = 500
+
+# RAM in MB used by `llamafleet check`/plan instead of the detected MemTotal (offline planning).
+ram_mb = None
+
+# rpc-server's local tensor cache (`-c`): a worker keeps the tensors it received under
+# $LLAMA_CACHE (default ~/.cache/llama.cpp/rpc) and the master sends only hashes on the next
+# load, so a restart loads in seconds instead of re-sending the weights over Wi-Fi. Costs
+# disk space equal to the worker's share of the model.
+rpc_cache = False
+
+# --- Model ----------------------------------------------------------------------------------
+
+# Either a URL downloaded on each device, or a file on the controller uploaded to each device.
+# model_sha256 is required with model_url and checked in both cases.
+model_url = None
+model_file = None
+model_sha256 = None
+
+# File name on the device (under <llamafleet_dir>/models/). Default: the basename.
+model_name = None
+
+# Hand-written tensor split, one proportion per RPC worker in rank order (must sum to 1).
+# Default: from each device's usable RAM.
+llama_tensor_split = None
+
+# llama-server --load-mode (auto, mmap, mmap+mlock, ...). Default: chosen from the master's RAM.
+llama_load_mode = None
+
+# --- Master (llama-server) ------------------------------------------------------------------
+
+# Address and port llama-server listens on. Default host: the master's cluster address.
+llama_server_host = None
+llama_server_port = 8080
+
+# Context size for llama-server.
+llama_server_ctx = 2048
+
+# Sources (addresses or CIDRs) allowed to reach llama-server's port besides the master
+# itself. The controller's address is added when it is on the cluster network.
+api_allowed_sources = []
+
+# --- Linux host settings (skipped on Termux: they need root) --------------------------------
+
+# Write /etc/sysctl.d/90-llamafleet.conf (keepalive, backlog, buffers) and apply on change.
+sysctl_enabled = True
+
+# Restrict RPC ports to the master and the API port to api_allowed_sources.
+firewall_enabled = True
+
+# "iptables", "nftables", "ufw" or "firewalld". Default: what the host has.
+firewall_backend = None
+
+# "termux-services", "systemd" or "runit". Default: what the host has.
+service_manager = None
+
+# --- Termux ---------------------------------------------------------------------------------
+
+# Write ~/.termux/boot/ scripts (Termux:Boot) that take the wake lock and start services.
+termux_boot = True
+
+# Seconds the boot script waits for the network before starting the services anyway.
+termux_boot_network_wait = 60
