@@ -108,6 +108,10 @@ model_url = None
 model_file = None
 model_sha256 = None
 
+# Model size in MB for offline planning when only model_url is given (with model_file the
+# file's own size is used).
+model_size_mb = None
+
 # File name on the device (under <llamafleet_dir>/models/). Default: the basename.
 model_name = None
 
@@ -115,7 +119,9 @@ model_name = None
 # Default: from each device's usable RAM.
 llama_tensor_split = None
 
-# llama-server --load-mode (auto, mmap, mmap+mlock, ...). Default: chosen from the master's RAM.
+# llama-server --load-mode (auto, none, mmap, mlock, mmap+mlock, dio). Default: chosen from the
+# master's RAM: "mmap" when the model fits comfortably (lower peak RAM), "none" when it is tight
+# (the seeds report page-fault thrash and instability of mmap on low-RAM phones).
 llama_load_mode = None
 
 # --- Master (llama-server) ------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Running the cluster: model placement, services, network settings and the firewall."""

@@ -1,0 +1,256 @@
+"""Firewall rules for Linux hosts: RPC ports open to the master only, the API to its allowed sources.
+
+llama.cpp's RPC has no authentication, so on a host that can firewall, only the master may reach a
+worker's port. Everything else on the host (SSH above all) is left as it was: llamafleet owns one
+chain (iptables) or one table (nftables) and only touches traffic to its own ports.
+
+Each backend has a fact that reads the live rules in a normalised form and an operation that
+compares them with the wanted ones and yields commands only for a difference.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from pyinfra import host
+from pyinfra.api import FactBase, QuoteString, StringCommand, operation
+
+CHAIN = "LLAMAFLEET"
+NFT_TABLE = "llamafleet"
+IPTABLES_RULES_FILE = "/etc/iptables/llamafleet.rules"
+NFT_RULES_FILE = "/etc/nftables.d/llamafleet.nft"
+BACKENDS = ("iptables", "nftables", "ufw", "firewalld")
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """TCP `port` accepts connections from `sources` (addresses or CIDRs) and loopback only."""
+
+    port: int
+    sources: tuple[str, ...]
+    purpose: str = ""
+
+
+@dataclass
+class FirewallPolicy:
+    rules: list[PortRule] = field(default_factory=list)
+
+
+def _cidr(source: str) -> str:
+    return source if "/" in source else f"{source}/32"
+
+
+def iptables_rules(policy: FirewallPolicy) -> list[str]:
+    """The chain's rules exactly as `iptables -S LLAMAFLEET` prints them, in order."""
+    lines = []
+    for rule in policy.rules:
+        lines.append(f"-A {CHAIN} -i lo -p tcp -m tcp --dport {rule.port} -j ACCEPT")
+        for source in rule.sources:
+            lines.append(f"-A {CHAIN} -s {_cidr(source)} -p tcp -m tcp --dport {rule.port} -j ACCEPT")
+        lines.append(f"-A {CHAIN} -p tcp -m tcp --dport {rule.port} -j DROP")
+    return lines
+
+
+def iptables_restore_file(policy: FirewallPolicy) -> str:
+    """An iptables-restore file that replaces the chain atomically (declaring it flushes it)."""
+    body = "\n".join(iptables_rules(policy))
+    return (
+        "# Managed by llamafleet: apply with `iptables-restore --noflush` (only this chain changes).\n"
+        f"*filter\n:{CHAIN} - [0:0]\n{body}\nCOMMIT\n"
+    )
+
+
+class IptablesChain(FactBase):
+    """
+    The rules of one iptables chain and whether INPUT jumps to it; None without iptables.
+
+    .. code:: python
+
+        {"rules": ["-A LLAMAFLEET -s 198.18.0.21/32 -p tcp -m tcp --dport 50052 -j ACCEPT"],
+         "exists": True, "jump": True}
+    """
+
+    def command(self, chain: str = CHAIN) -> str:
+        return (
+            "command -v iptables >/dev/null 2>&1 || { echo NO-IPTABLES; exit 0; }; "
+            f"iptables -w -S {chain} 2>/dev/null || echo NO-CHAIN; "
+            f"iptables -w -C INPUT -j {chain} 2>/dev/null && echo JUMP || true"
+        )
+
+    def process(self, output):
+        lines = [line.strip() for line in output if line.strip()]
+        if "NO-IPTABLES" in lines:
+            return None
+        return {
+            "rules": [line for line in lines if line.startswith("-A ")],
+            "exists": "NO-CHAIN" not in lines,
+            "jump": "JUMP" in lines,
+        }
+
+
+@operation()
+def iptables_chain(policy: FirewallPolicy, rules_file: str = IPTABLES_RULES_FILE):
+    """
+    Make llamafleet's iptables chain hold exactly the policy's rules, and INPUT jump to it.
+
+    + policy: the ports to protect and who may reach them
+    + rules_file: where the rules are kept (persisted) and restored from
+
+    **Example:**
+
+    .. code:: python
+
+        iptables_chain(name="Protect RPC", policy=FirewallPolicy([PortRule(50052, ("198.18.0.21",))]))
+    """
+    live = host.get_fact(IptablesChain)
+    wanted = iptables_rules(policy)
+    if live is None:
+        raise ValueError(f"{host.name}: firewall_backend: iptables is not installed on this host")
+    if live["rules"] == wanted and live["exists"]:
+        host.noop(f"iptables chain {CHAIN} has the {len(wanted)} wanted rules")
+    else:
+        yield StringCommand("mkdir", "-p", QuoteString(rules_file.rsplit("/", 1)[0]))
+        yield StringCommand(
+            "printf", "%s", QuoteString(iptables_restore_file(policy)), ">", QuoteString(rules_file)
+        )
+        yield StringCommand("iptables-restore", "-w", "--noflush", QuoteString(rules_file))
+    if not live["jump"]:
+        # First position: a broad ACCEPT earlier in INPUT would otherwise open the ports anyway.
+        yield StringCommand("iptables", "-w", "-I", "INPUT", "1", "-j", CHAIN)
+
+
+def nft_rules_file(policy: FirewallPolicy) -> str:
+    """An nft script that (re)creates llamafleet's table atomically."""
+    lines = [
+        "# Managed by llamafleet: apply with `nft -f` (only this table changes).",
+        f"table inet {NFT_TABLE}",
+        f"delete table inet {NFT_TABLE}",
+        f"table inet {NFT_TABLE} {{",
+        "  chain input {",
+        # Before the usual filter chains, so their accepts cannot reopen these ports.
+        "    type filter hook input priority filter - 10; policy accept;",
+    ]
+    for rule in policy.rules:
+        lines.append(f'    iif "lo" tcp dport {rule.port} accept')
+        if rule.sources:
+            sources = ", ".join(rule.sources)
+            lines.append(f"    ip saddr {{ {sources} }} tcp dport {rule.port} accept")
+        lines.append(f"    tcp dport {rule.port} drop")
+    lines += ["  }", "}", ""]
+    return "\n".join(lines)
+
+
+def nft_policy_signature(policy: FirewallPolicy) -> list[list]:
+    """What the table must express, in the shape NftTable returns: [port, sorted sources]."""
+    return [[rule.port, sorted(_cidr(s) for s in rule.sources)] for rule in policy.rules]
+
+
+class NftTable(FactBase):
+    """
+    llamafleet's nftables table reduced to [port, sorted source CIDRs] per protected port, in
+    rule order; [] when the table is absent; None without nft.
+
+    .. code:: python
+
+        [[50052, ["198.18.0.21/32"]]]
+    """
+
+    def command(self) -> str:
+        return (
+            "command -v nft >/dev/null 2>&1 || { echo NO-NFT; exit 0; }; "
+            f"nft -j list table inet {NFT_TABLE} 2>/dev/null || echo '{{}}'"
+        )
+
+    def process(self, output):
+        text = "\n".join(output)
+        if "NO-NFT" in text:
+            return None
+        try:
+            items = json.loads(text or "{}").get("nftables", [])
+        except ValueError:
+            return []
+        ports: dict[int, list[str]] = {}
+        for item in items:
+            rule = item.get("rule")
+            if not rule:
+                continue
+            port, sources = None, []
+            for expression in rule.get("expr", []):
+                match = expression.get("match")
+                if not match:
+                    continue
+                field_name = match.get("left", {}).get("payload", {}).get("field")
+                right = match.get("right")
+                if field_name == "dport":
+                    port = right
+                elif field_name == "saddr":
+                    values = right.get("set", [right]) if isinstance(right, dict) else [right]
+                    for value in values:
+                        if isinstance(value, dict) and "prefix" in value:
+                            sources.append(f"{value['prefix']['addr']}/{value['prefix']['len']}")
+                        else:
+                            sources.append(_cidr(str(value)))
+            if port is not None:
+                ports.setdefault(port, []).extend(sources)
+        return [[port, sorted(sources)] for port, sources in ports.items()]
+
+
+@operation()
+def nftables_table(policy: FirewallPolicy, rules_file: str = NFT_RULES_FILE):
+    """
+    Make llamafleet's nftables table express exactly the policy.
+
+    + policy: the ports to protect and who may reach them
+    + rules_file: where the table definition is kept (persisted) and loaded from
+    """
+    live = host.get_fact(NftTable)
+    if live is None:
+        raise ValueError(f"{host.name}: firewall_backend: nft is not installed on this host")
+    if live == nft_policy_signature(policy):
+        host.noop(f"nftables table {NFT_TABLE} protects {len(policy.rules)} ports")
+        return
+    yield StringCommand("mkdir", "-p", QuoteString(rules_file.rsplit("/", 1)[0]))
+    yield StringCommand("printf", "%s", QuoteString(nft_rules_file(policy)), ">", QuoteString(rules_file))
+    yield StringCommand("nft", "-f", QuoteString(rules_file))
+
+
+def ufw_commands(policy: FirewallPolicy) -> list[str]:
+    """ufw rules for the policy (ufw evaluates in order: allows before the deny)."""
+    commands = []
+    for rule in policy.rules:
+        for source in rule.sources:
+            commands.append(f"ufw allow proto tcp from {source} to any port {rule.port} comment llamafleet")
+        commands.append(f"ufw deny proto tcp to any port {rule.port} comment llamafleet")
+    return commands
+
+
+def firewalld_commands(policy: FirewallPolicy) -> list[str]:
+    """firewalld rich rules: in the default zone the ports stay closed unless a rule allows a source."""
+    commands = []
+    for rule in policy.rules:
+        for source in rule.sources:
+            rich = f'rule family="ipv4" source address="{source}" port port="{rule.port}" protocol="tcp" accept'
+            commands.append(f"firewall-cmd --permanent --add-rich-rule='{rich}'")
+    commands.append("firewall-cmd --reload")
+    return commands
+
+
+class FirewallBackend(FactBase):
+    """
+    The firewall the host has, most specific first: "firewalld" (running), "ufw" (active),
+    "iptables", "nftables", or None.
+    """
+
+    def command(self) -> str:
+        return (
+            "if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then echo firewalld; "
+            "elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q 'Status: active'; then echo ufw; "
+            "elif command -v iptables >/dev/null 2>&1; then echo iptables; "
+            "elif command -v nft >/dev/null 2>&1; then echo nftables; "
+            "else echo none; fi"
+        )
+
+    def process(self, output):
+        value = "".join(output).strip()
+        return None if value in ("", "none") else value
