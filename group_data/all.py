@@ -115,6 +115,10 @@ model_size_mb = None
 # File name on the device (under <llamafleet_dir>/models/). Default: the basename.
 model_name = None
 
+# Also put the model on the workers. Not needed for RPC (the master sends each worker its
+# tensors); useful to run llama-server on a worker alone.
+model_on_workers = False
+
 # Hand-written tensor split, one proportion per RPC worker in rank order (must sum to 1).
 # Default: from each device's usable RAM.
 llama_tensor_split = None

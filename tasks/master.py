@@ -1,1 +1,93 @@
-"""Filled in by its own change."""
+"""The master: tunnels to Termux workers, then llama-server with --rpc and -ts from the plan.
+
+Before llama-server (re)starts, every worker must answer (bounded wait, naming who is missing):
+llama-server gives up on a worker it cannot reach at load time.
+"""
+
+from pyinfra import host
+from pyinfra.operations import files
+
+from llamafleet.layout import device_paths
+from llamafleet.serving import cluster
+from llamafleet.serving.model import model_dest
+from llamafleet.serving.probes import endpoints_reachable, http_healthy
+from llamafleet.serving.secrets import api_key_file, tunnel_key
+from llamafleet.serving.services import Service, supervise
+from llamafleet.serving.tunnels import SshHostKey, known_hosts_line, tunnel_argv
+
+me = cluster.this_host()
+
+if me.role == "master":
+    plan = cluster.current_plan()
+    platform = cluster.platform_facts(host)
+    paths = device_paths(host)
+    manager = cluster.service_manager(host)
+    etc = f"{paths.base}/etc"
+    tunnelled = [worker for worker in plan.workers() if worker.transport == "tunnel"]
+
+    if tunnelled:
+        private_key, _ = tunnel_key()
+        files.put(name="Tunnel key", src=str(private_key), dest=f"{etc}/tunnel_ed25519", mode="600")
+        lines = []
+        for worker in tunnelled:
+            target = cluster.inventory_host(worker.name)
+            host_key = target.get_fact(SshHostKey)
+            if not host_key:
+                raise ValueError(f"{worker.name}: rpc_transport: tunnel needs the worker's sshd host key, none found")
+            lines.append(known_hosts_line(worker.cluster_address, int(target.data.get("ssh_port") or 22), host_key))
+        known_hosts = f"{etc}/tunnel_known_hosts"
+        files.put(name="Workers' host keys for the tunnels", src=cluster.text_file("\n".join(lines) + "\n"), dest=known_hosts, mode="600")
+        for worker in tunnelled:
+            target = cluster.inventory_host(worker.name)
+            supervise(
+                Service(
+                    name=f"llama-tunnel-{worker.name}",
+                    description=f"SSH tunnel 127.0.0.1:{worker.rpc_port} -> {worker.name}:{worker.rpc_port}",
+                    argv=tunnel_argv(
+                        key_file=f"{etc}/tunnel_ed25519",
+                        known_hosts=known_hosts,
+                        user=target.data.get("ssh_user") or "root",
+                        address=worker.cluster_address,
+                        ssh_port=int(target.data.get("ssh_port") or 22),
+                        rpc_port=worker.rpc_port,
+                    ),
+                ),
+                manager=manager,
+                prefix=platform.get("prefix"),
+            )
+
+    key_on_device = f"{etc}/api-key"
+    files.put(name="API key (mode 600)", src=str(api_key_file()), dest=key_on_device, mode="600")
+
+    workers = [(worker.name, *worker.connect.rsplit(":", 1)) for worker in plan.workers()]
+    endpoints = [(name, address, int(port)) for name, address, port in workers]
+    endpoints_reachable(name="Every worker answers", endpoints=endpoints, timeout=120)
+
+    server_host = host.data.get("llama_server_host") or me.cluster_address
+    server_port = int(host.data.get("llama_server_port"))
+    argv = [
+        f"{paths.bin}/llama-server",
+        "-m", model_dest(host.data, paths.models),
+        "--rpc", plan.master.rpc,
+        "-ts", plan.master.tensor_split,
+        # Offload every layer to the RPC devices, so the plan's split is what runs.
+        "-ngl", "all",
+        "--load-mode", plan.master.load_mode,
+        "--host", server_host,
+        "--port", str(server_port),
+        "--api-key-file", key_on_device,
+        "-t", str(plan.master.threads),
+        "-c", str(host.data.get("llama_server_ctx")),
+    ]
+    supervise(
+        Service(
+            name="llama-server",
+            description=f"llama-server on {server_host}:{server_port} with {len(endpoints)} RPC workers",
+            argv=argv,
+            wait_for=endpoints,
+            stamp=cluster.binary_stamp(host),
+        ),
+        manager=manager,
+        prefix=platform.get("prefix"),
+    )
+    http_healthy(name="llama-server healthy", url=f"http://{server_host}:{server_port}/health", timeout=300)

@@ -1,1 +1,58 @@
-"""Filled in by its own change."""
+"""Linux network settings: the sysctl drop-in and the firewall. Termux has no root: skipped there.
+
+Firewall policy: a worker's RPC port accepts the master only (llama.cpp RPC has no
+authentication); the master's API port accepts `api_allowed_sources` and the master itself.
+Tunnelled workers listen on 127.0.0.1 and need no rule. SSH and everything else is left alone.
+"""
+
+from pyinfra import host, logger
+from pyinfra.facts.server import Sysctl
+from pyinfra.operations import files, server
+
+from llamafleet.serving.cluster import master_host, this_host
+from llamafleet.serving.firewall import FirewallBackend, FirewallPolicy, PortRule, iptables_chain, nftables_table
+from llamafleet.serving.netsettings import NET_SETTINGS, SYSCTL_DROPIN
+from llamafleet.serving.services import TEMPLATES
+
+me = this_host()
+
+if me.platform == "termux":
+    logger.info(f"{host.name}: sysctl and firewall skipped: Termux has no root (RPC goes through the SSH tunnel)")
+else:
+    if host.data.get("sysctl_enabled"):
+        files.template(
+            name="sysctl drop-in",
+            src=str(TEMPLATES / "etc/sysctl.d/90-llamafleet.conf.j2"),
+            dest=SYSCTL_DROPIN,
+            settings=NET_SETTINGS,
+        )
+        # Only keys this kernel has here: in a network namespace or container some net.core
+        # keys are the host's alone (rmem_max, netdev_max_backlog) and cannot be set.
+        present = host.get_fact(Sysctl, keys=[setting.key for setting in NET_SETTINGS])
+        for setting in NET_SETTINGS:
+            if setting.key in present:
+                server.sysctl(name=f"sysctl {setting.key}", key=setting.key, value=setting.value)
+            else:
+                logger.info(f"{host.name}: sysctl {setting.key} is not settable here (kept in the drop-in for boot)")
+
+    if host.data.get("firewall_enabled"):
+        master = master_host()
+        rules = []
+        if me.role == "worker" and me.transport == "direct":
+            rules.append(PortRule(me.rpc_port, (master.cluster_address,), "RPC from the master"))
+        if me.role == "master":
+            port = int(host.data.get("llama_server_port"))
+            sources = [me.cluster_address, *host.data.get("api_allowed_sources", [])]
+            rules.append(PortRule(port, tuple(dict.fromkeys(sources)), "llama-server API"))
+        backend = host.data.get("firewall_backend") or host.get_fact(FirewallBackend)
+        policy = FirewallPolicy(rules)
+        if backend == "iptables":
+            iptables_chain(name="Firewall (iptables chain LLAMAFLEET)", policy=policy)
+        elif backend == "nftables":
+            nftables_table(name="Firewall (nftables table llamafleet)", policy=policy)
+        else:
+            raise ValueError(
+                f"{host.name}: firewall_backend: {backend!r} is not supported yet by the deploy "
+                "(iptables and nftables are); set firewall_enabled = False to manage it yourself"
+            )
+

@@ -1,1 +1,59 @@
-"""Filled in by its own change."""
+"""Supervised rpc-server workers, and on Termux the boot script that brings them back.
+
+Workers run `ggml-rpc-server -H <bind> -p <port> -t <big cores>` under termux-services (Termux),
+systemd or runit (Linux). With `rpc_transport = tunnel` they bind 127.0.0.1 and accept the
+master's tunnel key for that one port forward.
+"""
+
+from pyinfra import host
+from pyinfra.operations import files
+
+from llamafleet.layout import device_paths
+from llamafleet.serving import cluster
+from llamafleet.serving.secrets import tunnel_key
+from llamafleet.serving.services import TEMPLATES, Service, supervise
+from llamafleet.serving.tunnels import authorized_key_line
+
+me = cluster.this_host()
+platform = cluster.platform_facts(host)
+paths = device_paths(host)
+
+if me.role == "worker":
+    argv = [f"{paths.bin}/{cluster.rpc_binary_name(host)}", "-H", me.address, "-p", str(me.rpc_port), "-t", str(me.threads)]
+    env = []
+    if host.data.get("rpc_cache"):
+        argv.append("-c")
+        env.append(("LLAMA_CACHE", f"{paths.base}/cache"))
+    supervise(
+        Service(
+            name="llama-rpc",
+            description=f"ggml-rpc-server, rank {me.rank}, {me.address}:{me.rpc_port}",
+            argv=argv,
+            env=env,
+            stamp=cluster.binary_stamp(host),
+            writable=[f"{paths.base}/cache"],
+        ),
+        manager=cluster.service_manager(host),
+        prefix=platform.get("prefix"),
+    )
+
+    if me.transport == "tunnel":
+        _, public_key = tunnel_key()
+        files.line(
+            name="Tunnel key accepted for the RPC port forward only",
+            path=f"{platform['home']}/.ssh/authorized_keys",
+            line=f".*{public_key.split()[1]}.*",
+            replace=authorized_key_line(public_key, me.rpc_port),
+        )
+
+    if me.platform == "termux" and host.data.get("termux_boot"):
+        files.template(
+            name="Termux:Boot script (wake lock, wait for network, start services)",
+            src=str(TEMPLATES / "termux/boot.sh.j2"),
+            dest=f"{platform['home']}/.termux/boot/50-llamafleet",
+            mode="700",
+            prefix=platform["prefix"],
+            address=me.cluster_address,
+            network_wait=int(host.data.get("termux_boot_network_wait")),
+            log_file=f"{paths.logs}/boot.log",
+        )

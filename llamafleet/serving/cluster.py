@@ -1,0 +1,92 @@
+"""The cluster plan as deploy.py sees it: made once per deploy from every host's data and facts.
+
+pyinfra runs the task files once per host; the plan spans all hosts, so the first task file to
+ask makes it (reading the other hosts' facts through their own connections) and the rest reuse
+it. The same `make_plan` backs `llamafleet plan`, so what the user saw is what is deployed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host, inventory
+
+from llamafleet.plan import HostInput, Plan, PlannedHost, make_plan, model_size_from_data
+
+_PLAN_CACHE: dict[int, Plan] = {}
+
+
+def host_facts(target) -> dict[str, Any]:
+    """The facts the plan needs from one host, read through that host's connection."""
+    from llamafleet.facts import CpuProfile, DevicePlatform, MemInfo
+
+    return {
+        "CpuProfile": target.get_fact(CpuProfile),
+        "MemInfo": target.get_fact(MemInfo),
+        "DevicePlatform": target.get_fact(DevicePlatform),
+    }
+
+
+def host_input(target) -> HostInput:
+    return HostInput(
+        name=target.name,
+        data=target.data.dict(),
+        facts=host_facts(target),
+        groups=tuple(group.name if hasattr(group, "name") else str(group) for group in target.groups),
+    )
+
+
+def current_plan() -> Plan:
+    """The plan for the inventory being deployed (computed once, on first use)."""
+    key = id(inventory._get_module())  # one inventory object per deploy run
+    if key not in _PLAN_CACHE:
+        hosts = [host_input(target) for target in inventory]
+        model_mb = model_size_from_data(hosts[0].data) if hosts else None
+        _PLAN_CACHE[key] = make_plan(hosts, model_mb or 0)
+    return _PLAN_CACHE[key]
+
+
+def this_host() -> PlannedHost:
+    """The current host's entry in the plan."""
+    plan = current_plan()
+    for planned in plan.hosts:
+        if planned.name == host.name:
+            return planned
+    raise KeyError(f"{host.name}: not in the plan")
+
+
+def master_host() -> PlannedHost:
+    plan = current_plan()
+    return next(planned for planned in plan.hosts if planned.role == "master")
+
+
+def inventory_host(name: str):
+    return inventory.get_host(name)
+
+
+def platform_facts(target) -> dict[str, Any]:
+    from llamafleet.facts import DevicePlatform
+
+    return target.get_fact(DevicePlatform) or {}
+
+
+def service_manager(target) -> str:
+    """`service_manager` data, else what the device has (DevicePlatform fact)."""
+    return target.data.get("service_manager") or platform_facts(target).get("service_manager") or "runit"
+
+
+def rpc_binary_name(target) -> str:
+    """ggml-rpc-server today; older refs built `rpc-server` (the build installs under today's name)."""
+    return "ggml-rpc-server"
+
+
+def binary_stamp(target) -> str | None:
+    """An identity of the binaries the build task installs, so services restart when it changes."""
+    return None
+
+
+def text_file(content: str):
+    """A file-like object for files.put (pyinfra compares its checksum with the device's copy)."""
+    import io
+
+    return io.StringIO(content)

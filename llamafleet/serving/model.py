@@ -1,0 +1,87 @@
+"""Put the model on a device: sha256-checked, never re-sent when the device already has it.
+
+The file is written under a temporary name, checked, then moved, so a half transfer or a wrong
+file never sits where llama-server reads its model.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from functools import lru_cache
+
+from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.facts.files import Sha256File
+from pyinfra.operations import files
+
+from llamafleet.assets import sha256_file
+
+
+@lru_cache(maxsize=None)
+def _local_sha256(path: str, size: int, mtime: float) -> str:
+    return sha256_file(path)
+
+
+def local_sha256(path: str) -> str:
+    """sha256 of a controller file, computed once per deploy (size and mtime key the cache)."""
+    stat = os.stat(path)
+    return _local_sha256(os.path.abspath(path), stat.st_size, stat.st_mtime)
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def _verify_and_move(partial: str, dest: str, sha256: str, key: str) -> StringCommand:
+    message = f"{host.name}: {key}: sha256 mismatch for {dest}; the file is not used"
+    script = (
+        f'actual=$(sha256sum {_q(partial)} | cut -d" " -f1); '
+        f'if [ "$actual" != {_q(sha256)} ]; then rm -f {_q(partial)}; '
+        f'echo {_q(message)}" (got $actual)" >&2; exit 1; fi; '
+        f"mv -f {_q(partial)} {_q(dest)}"
+    )
+    return StringCommand("sh", "-c", QuoteString(script))
+
+
+@operation()
+def model_file(dest: str, sha256: str, src: str | None = None, url: str | None = None):
+    """
+    Make `dest` on the device the model with this sha256, from a controller file or a URL.
+
+    + dest: the model's path on the device
+    + sha256: the model's sha256 (lower-case hex)
+    + src: a file on the controller to upload
+    + url: a URL the device downloads itself (resumable with curl -C -)
+
+    **Example:**
+
+    .. code:: python
+
+        model_file(name="Model", dest="/opt/llamafleet/models/m.gguf", sha256="a5fd...", src="m.gguf")
+    """
+    if host.get_fact(Sha256File, path=dest) == sha256:
+        host.noop(f"model {dest} is present with sha256 {sha256[:12]}")
+        return
+    partial = f"{dest}.partial"
+    yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(dest)))
+    if src:
+        if local_sha256(src) != sha256:
+            raise ValueError(f"{host.name}: model_file: {src} does not have model_sha256 {sha256}")
+        yield from files.put._inner(src=src, dest=partial)
+        key = "model_file"
+    elif url:
+        # -C - resumes a partial download left by an interrupted run.
+        yield StringCommand("curl", "-fL", "--retry", "3", "-C", "-", "-o", QuoteString(partial), QuoteString(url))
+        key = "model_url"
+    else:
+        raise ValueError(f"{host.name}: model_url: neither model_url nor model_file is set")
+    yield _verify_and_move(partial, dest, sha256, key)
+
+
+def model_dest(data, models_dir: str) -> str:
+    """The model's path on a device: <models>/<model_name or the source's basename>."""
+    name = data.get("model_name") or os.path.basename(data.get("model_file") or data.get("model_url") or "")
+    if not name:
+        raise ValueError("model_file: neither model_file nor model_url is set")
+    return f"{models_dir}/{name}"

@@ -1,0 +1,188 @@
+"""Supervised services: termux-services (runit) on Termux, runit or systemd on Linux.
+
+A service is written from templates (run script, log script or unit), enabled, and restarted
+only when its definition changed; the binary's build stamp is part of the definition, so a new
+binary restarts the service too. Otherwise `host.noop`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import FactBase, QuoteString, StringCommand, operation
+from pyinfra.operations import files, server, systemd
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+MANAGERS = ("termux-services", "runit", "systemd")
+
+
+@dataclass
+class Service:
+    """What to run and what it needs before it starts."""
+
+    name: str
+    description: str
+    argv: list[str]
+    env: list[tuple[str, str]] = field(default_factory=list)
+    # (name, address, port) endpoints the run script waits for, bounded by wait_seconds.
+    wait_for: list[tuple[str, str, int]] = field(default_factory=list)
+    wait_seconds: int = 120
+    stamp: str | None = None
+    writable: list[str] = field(default_factory=list)
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class ServiceLayout:
+    """Where one service manager keeps a service's definition and logs on a device."""
+
+    manager: str
+    definition_dir: str
+    log_dir: str
+    shell: str
+    bash: str
+    enabled_link: str | None = None
+    svdir: str | None = None
+
+
+def layout_for(manager: str, name: str, prefix: str | None = None) -> ServiceLayout:
+    if manager == "termux-services":
+        # termux-services' runsvdir scans $PREFIX/var/service; its loggers write $PREFIX/var/log/sv.
+        return ServiceLayout(
+            manager=manager,
+            definition_dir=f"{prefix}/var/service/{name}",
+            log_dir=f"{prefix}/var/log/sv/{name}",
+            shell=f"{prefix}/bin/sh",
+            bash=f"{prefix}/bin/bash",
+            svdir=f"{prefix}/var/service",
+        )
+    if manager == "runit":
+        # Debian's runit layout: definitions in /etc/sv, enabled by a link in /etc/service.
+        return ServiceLayout(
+            manager=manager,
+            definition_dir=f"/etc/sv/{name}",
+            log_dir=f"/var/log/llamafleet/{name}",
+            shell="/bin/sh",
+            bash="/bin/bash",
+            enabled_link=f"/etc/service/{name}",
+            svdir="/etc/service",
+        )
+    if manager == "systemd":
+        return ServiceLayout(
+            manager=manager,
+            definition_dir=f"/etc/systemd/system/llamafleet-{name}.service",
+            log_dir="journald",
+            shell="/bin/sh",
+            bash="/bin/bash",
+        )
+    raise ValueError(f"unknown service manager {manager!r} (one of {', '.join(MANAGERS)})")
+
+
+class RunitService(FactBase):
+    """
+    The state runit reports for one service: "run", "down", "finish", or None when runsv does
+    not supervise it (yet).
+
+    .. code:: python
+
+        "run"
+    """
+
+    def command(self, svdir: str, service: str) -> str:
+        return f"SVDIR={shlex.quote(svdir)} sv status {shlex.quote(service)} 2>/dev/null || true"
+
+    def process(self, output):
+        line = "".join(output).strip()
+        state = line.split(":", 1)[0] if line else ""
+        return state if state in ("run", "down", "finish") else None
+
+
+@operation()
+def runit_running(svdir: str, service: str, wait_seconds: int = 15):
+    """
+    Make runit run the service: `sv up` when it is down or not yet picked up by runsvdir.
+
+    + svdir: the directory runsvdir scans
+    + service: the service's directory name
+    + wait_seconds: how long to wait for runsvdir to notice a new service (it scans every 5 s)
+    """
+    if host.get_fact(RunitService, svdir=svdir, service=service) == "run":
+        host.noop(f"service {service} is running")
+        return
+    script = (
+        f"export SVDIR={shlex.quote(svdir)}; i=0; "
+        f"until sv status {shlex.quote(service)} >/dev/null 2>&1; do "
+        f"[ $i -ge {wait_seconds} ] && {{ echo 'runsvdir does not supervise {service}: is runsvdir running on {svdir}?' >&2; exit 1; }}; "
+        f"sleep 1; i=$((i+1)); done; sv up {shlex.quote(service)}"
+    )
+    yield StringCommand("sh", "-c", QuoteString(script))
+
+
+def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: bool = False) -> None:
+    """Write, enable and (re)start one service under `manager`, changing only what differs."""
+    layout = layout_for(manager, service.name, prefix)
+    shell = layout.bash if service.wait_for else layout.shell
+    context = dict(
+        description=service.description,
+        manager=manager,
+        log_dir=layout.log_dir,
+        env=service.env,
+        wait_for=service.wait_for,
+        wait_seconds=service.wait_seconds,
+        command=service.command,
+        stamp=service.stamp,
+    )
+    if manager == "systemd":
+        unit = files.template(
+            name=f"systemd unit for {service.name}",
+            src=str(TEMPLATES / "systemd" / "service.j2"),
+            dest=layout.definition_dir,
+            writable=" ".join(service.writable) or "/tmp",
+            **context,
+        )
+        unit_name = f"llamafleet-{service.name}.service"
+        systemd.service(
+            name=f"{service.name}: restart (unit or binary changed)",
+            service=unit_name,
+            daemon_reload=True,
+            restarted=True,
+            _if=unit.did_change,
+        )
+        systemd.service(name=f"{service.name}: enabled and running", service=unit_name, running=True, enabled=True)
+        return
+
+    log_run = files.template(
+        name=f"{service.name}: log script",
+        src=str(TEMPLATES / "runit" / "log-run.j2"),
+        dest=f"{layout.definition_dir}/log/run",
+        mode="755",
+        shell=layout.shell,
+        log_dir=layout.log_dir,
+        create_remote_dir=True,
+    )
+    run = files.template(
+        name=f"{service.name}: run script",
+        src=str(TEMPLATES / "runit" / "run.j2"),
+        dest=f"{layout.definition_dir}/run",
+        mode="755",
+        shell=shell,
+        **context,
+    )
+    if layout.enabled_link:
+        files.link(
+            name=f"{service.name}: enabled",
+            path=layout.enabled_link,
+            target=layout.definition_dir,
+        )
+    server.shell(
+        name=f"{service.name}: restart (definition or binary changed)",
+        commands=[f"SVDIR={shlex.quote(layout.svdir)} sv restart {shlex.quote(service.name)} || true"],
+        _if=lambda: run.did_change() or log_run.did_change(),
+    )
+    runit_running(name=f"{service.name}: running", svdir=layout.svdir, service=service.name)

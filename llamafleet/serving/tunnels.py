@@ -1,0 +1,65 @@
+"""SSH tunnels from the master to Termux workers: RPC without an open port on the Wi-Fi.
+
+A phone without root cannot firewall, and llama.cpp's RPC has no authentication. So the worker's
+rpc-server listens on 127.0.0.1 only, and the master keeps one supervised `ssh -N -L` per worker,
+with a key that the worker accepts for that one port forward and nothing else.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import FactBase
+
+KEY_OPTIONS = "restrict,port-forwarding,permitopen=\"127.0.0.1:{port}\""
+
+
+def authorized_key_line(public_key: str, port: int) -> str:
+    """The worker's authorized_keys line: this key may forward to its RPC port only."""
+    return f"{KEY_OPTIONS.format(port=port)} {public_key}"
+
+
+def tunnel_argv(
+    *, key_file: str, known_hosts: str, user: str, address: str, ssh_port: int, rpc_port: int
+) -> list[str]:
+    return [
+        "ssh", "-N",
+        "-i", key_file,
+        "-o", "IdentitiesOnly=yes",
+        "-o", "BatchMode=yes",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "StrictHostKeyChecking=yes",
+        # Fail (and let the supervisor restart us) rather than run without the forward.
+        "-o", "ExitOnForwardFailure=yes",
+        # Notice a dead phone within ~45 s; runit then retries every few seconds.
+        "-o", "ServerAliveInterval=15",
+        "-o", "ServerAliveCountMax=3",
+        "-o", "TCPKeepAlive=yes",
+        "-p", str(ssh_port),
+        "-L", f"127.0.0.1:{rpc_port}:127.0.0.1:{rpc_port}",
+        f"{user}@{address}",
+    ]
+
+
+def known_hosts_line(address: str, ssh_port: int, host_key: str) -> str:
+    name = address if ssh_port == 22 else f"[{address}]:{ssh_port}"
+    key_type, key_blob = host_key.split()[:2]
+    return f"{name} {key_type} {key_blob}"
+
+
+class SshHostKey(FactBase):
+    """
+    The device's sshd ed25519 host public key ("ssh-ed25519 AAAA..."), None when not found.
+    Termux keeps it in $PREFIX/etc/ssh, Linux in /etc/ssh.
+    """
+
+    def command(self) -> str:
+        candidates = " ".join(
+            shlex.quote(path)
+            for path in ("${PREFIX:-/nonexistent}/etc/ssh/ssh_host_ed25519_key.pub", "/etc/ssh/ssh_host_ed25519_key.pub")
+        ).replace("'", '"')
+        return f"for f in {candidates}; do [ -r \"$f\" ] && {{ cat \"$f\"; break; }}; done; true"
+
+    def process(self, output):
+        line = "".join(output).strip()
+        return " ".join(line.split()[:2]) if line.startswith("ssh-") else None

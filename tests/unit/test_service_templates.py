@@ -1,0 +1,108 @@
+"""The run scripts and boot script llamafleet writes, rendered and executed for real."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import jinja2
+import pytest
+
+from llamafleet.serving.services import TEMPLATES, Service, layout_for
+from llamafleet.serving.tunnels import authorized_key_line, known_hosts_line, tunnel_argv
+
+
+def render(relative: str, **context) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined)
+    return env.get_template(relative).render(**context)
+
+
+def run_script(service: Service, shell: str = "/bin/bash") -> str:
+    return render(
+        "runit/run.j2", shell=shell, description=service.description, manager="runit", log_dir="/tmp/x",
+        env=service.env, wait_for=service.wait_for, wait_seconds=service.wait_seconds,
+        command=service.command, stamp=service.stamp,
+    )
+
+
+def execute(script: str, tmp_path) -> subprocess.CompletedProcess:
+    path = tmp_path / "run"
+    path.write_text(script)
+    path.chmod(0o755)
+    return subprocess.run([str(path)], capture_output=True, text=True, timeout=30)
+
+
+def test_run_script_execs_the_command_with_its_environment(tmp_path):
+    service = Service("s", "test", ["sh", "-c", 'echo "cache=$LLAMA_CACHE args=$0"', "x y"], env=[("LLAMA_CACHE", "/c")])
+    result = execute(run_script(service, shell="/bin/sh"), tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == "cache=/c args=x y"
+
+
+def test_run_script_waits_for_listening_workers(tmp_path):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        service = Service("s", "t", ["echo", "started"], wait_for=[("w1", "127.0.0.1", port)], wait_seconds=4)
+        result = execute(run_script(service), tmp_path)
+    assert result.returncode == 0 and "started" in result.stdout
+
+
+def test_run_script_names_missing_workers_and_gives_up(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    service = Service("s", "t", ["echo", "started"], wait_for=[("phone2", "127.0.0.1", closed_port)], wait_seconds=2)
+    result = execute(run_script(service), tmp_path)
+    assert result.returncode == 1
+    assert f"phone2(127.0.0.1:{closed_port})" in result.stdout
+    assert "started" not in result.stdout
+
+
+def test_boot_script_takes_wake_lock_then_starts_services(tmp_path):
+    prefix = tmp_path / "usr"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "etc/profile.d").mkdir(parents=True)
+    calls = tmp_path / "calls"
+    (prefix / "bin/termux-wake-lock").write_text(f"#!/bin/sh\necho wake-lock >> {calls}\n")
+    (prefix / "bin/termux-wake-lock").chmod(0o755)
+    (prefix / "etc/profile.d/start-services.sh").write_text(f"echo start-services >> {calls}\n")
+    script = render(
+        "termux/boot.sh.j2", prefix=str(prefix), address="127.0.0.1", network_wait=4, log_file=str(tmp_path / "boot.log")
+    ).replace(f"#!{prefix}/bin/sh", "#!/bin/sh")
+    path = tmp_path / "50-llamafleet"
+    path.write_text(script)
+    path.chmod(0o700)
+    env = {"PATH": f"{prefix}/bin:/usr/bin:/bin"}
+    subprocess.run([str(path)], check=True, env=env, timeout=30)
+    assert calls.read_text().split() == ["wake-lock", "start-services"]
+    assert "taking the wake lock" in (tmp_path / "boot.log").read_text()
+
+
+@pytest.mark.parametrize("manager", ["termux-services", "runit", "systemd"])
+def test_layouts_are_where_each_manager_looks(manager):
+    layout = layout_for(manager, "llama-rpc", prefix="/data/data/com.termux/files/usr")
+    expected = {
+        "termux-services": "/data/data/com.termux/files/usr/var/service/llama-rpc",
+        "runit": "/etc/sv/llama-rpc",
+        "systemd": "/etc/systemd/system/llamafleet-llama-rpc.service",
+    }
+    assert layout.definition_dir == expected[manager]
+
+
+def test_unknown_manager_is_refused():
+    with pytest.raises(ValueError, match="unknown service manager"):
+        layout_for("upstart", "x")
+
+
+def test_tunnel_key_is_restricted_to_one_forward():
+    line = authorized_key_line("ssh-ed25519 AAAAC3 llamafleet-tunnel", 50052)
+    assert line.startswith('restrict,port-forwarding,permitopen="127.0.0.1:50052" ssh-ed25519 AAAAC3')
+
+
+def test_tunnel_command_fails_fast_and_checks_host_keys():
+    argv = tunnel_argv(key_file="/k", known_hosts="/kh", user="u0_a201", address="198.18.0.11", ssh_port=8022, rpc_port=50052)
+    assert "ExitOnForwardFailure=yes" in argv and "StrictHostKeyChecking=yes" in argv
+    assert argv[-2:] == ["127.0.0.1:50052:127.0.0.1:50052", "u0_a201@198.18.0.11"]
+    assert known_hosts_line("198.18.0.11", 8022, "ssh-ed25519 AAAA comment") == "[198.18.0.11]:8022 ssh-ed25519 AAAA"
