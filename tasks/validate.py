@@ -1,1 +1,31 @@
-"""Filled in by its own change."""
+"""Refuse bad data and impossible plans before any host is touched.
+
+The same checks as `llamafleet check`, on the inventory pyinfra loaded, then the plan (which
+needs the devices' facts: RAM, cores) and the model file's sha256. Any problem stops the deploy
+here, in the preparation phase: pyinfra executes no operation on any host.
+"""
+
+from pyinfra import host, inventory
+from pyinfra.api.exceptions import PyinfraError
+
+from llamafleet.inventory_data import hosts_from_inventory
+from llamafleet.plan import PlanError
+from llamafleet.serving import cluster
+from llamafleet.serving.model import local_sha256
+from llamafleet.validate import validate_hosts
+
+if host.name == next(iter(inventory)).name:  # once per deploy, not once per host
+    problems = validate_hosts(hosts_from_inventory(inventory._get_module()))
+    if problems:
+        raise PyinfraError("llamafleet check failed, nothing was changed:\n" + "\n".join(map(str, problems)))
+    try:
+        cluster.current_plan()
+    except PlanError as error:
+        raise PyinfraError(f"the cluster plan cannot work, nothing was changed:\n{error}") from None
+
+model_file, model_sha256 = host.data.get("model_file"), host.data.get("model_sha256")
+if model_file and local_sha256(model_file) != model_sha256:
+    raise PyinfraError(
+        f"{host.name}: model_sha256: {model_file} has sha256 {local_sha256(model_file)}, "
+        f"not {model_sha256}; nothing was changed"
+    )
