@@ -1,5 +1,102 @@
-"""Placeholder: filled in by its own change."""
+"""`llamafleet check` (offline validation) and `llamafleet plan` (where the model goes).
+
+Exit codes: 0 fine, 2 a problem in the inventory or a plan that cannot fit (one line each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_PROBLEM = 2
 
 
-def register(subparsers):
-    return None
+def _add_inventory_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inventory", help="pyinfra inventory file (e.g. inventory/example.py)")
+    parser.add_argument(
+        "--group-data",
+        metavar="DIR",
+        help="group data directory (default: the deploy's group_data/)",
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add `check` and `plan` to the llamafleet command."""
+    check = subparsers.add_parser(
+        "check",
+        help="validate an inventory offline (never connects)",
+        description="Validate an inventory and its group data without connecting to any host. "
+        "Prints one line per problem (host: key: message) and exits 2, or a summary and exits 0.",
+    )
+    _add_inventory_args(check)
+    check.set_defaults(func=run_check)
+
+    plan = subparsers.add_parser(
+        "plan",
+        help="gather facts and show the cluster plan",
+        description="Connect to the hosts, read CPU/RAM/platform facts and show which device "
+        "gets which rank, port and share of the model. Exits 2 when the model cannot fit.",
+    )
+    _add_inventory_args(plan)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--facts",
+        metavar="FILE",
+        help='plan from facts recorded in a JSON file ({"host": {"CpuProfile": {...}, '
+        '"MemInfo": {...}, "DevicePlatform": {...}}}) instead of connecting',
+    )
+    plan.set_defaults(func=run_plan)
+
+
+def _print_problems(problems: list[Any]) -> int:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return EXIT_PROBLEM
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from llamafleet.inventory_data import InventoryError, load_inventory_full
+    from llamafleet.validate import CLUSTER, Problem, shadowed_problems, summary, validate_hosts
+
+    try:
+        loaded = load_inventory_full(args.inventory, args.group_data)
+    except InventoryError as error:
+        return _print_problems([Problem(CLUSTER, "inventory", str(error))])
+    problems = shadowed_problems(loaded.shadowed) + validate_hosts(loaded.hosts)
+    if problems:
+        return _print_problems(problems)
+    print(summary(loaded.hosts))
+    return EXIT_OK
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from llamafleet.gather import GatherError, gather_facts, hosts_with_recorded_facts
+    from llamafleet.plan import PlanError, make_plan, model_size_from_data, render_table
+    from llamafleet.validate import CLUSTER, Problem, validate_inventory
+
+    # A plan from an inventory that fails `check` would only repeat its problems less clearly.
+    problems = validate_inventory(args.inventory, args.group_data)
+    if problems:
+        return _print_problems(problems)
+    try:
+        if args.facts:
+            with open(args.facts, encoding="utf-8") as handle:
+                gathered = hosts_with_recorded_facts(args.inventory, json.load(handle), args.group_data)
+        else:
+            gathered = gather_facts(args.inventory, args.group_data)
+    except (GatherError, OSError, ValueError) as error:
+        return _print_problems([Problem(CLUSTER, "facts", str(error))])
+    if gathered.errors:
+        return _print_problems([Problem(name, "facts", why) for name, why in gathered.errors.items()])
+
+    master = next(h for h in gathered.hosts if h.data.get("llama_role") == "master")
+    try:
+        plan = make_plan(gathered.hosts, model_size_from_data(master.data) or 0)
+    except PlanError as error:
+        print(error, file=sys.stderr)
+        return EXIT_PROBLEM
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else render_table(plan))
+    return EXIT_OK

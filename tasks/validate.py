@@ -8,14 +8,13 @@ here, in the preparation phase: pyinfra executes no operation on any host.
 from pyinfra import host, inventory
 from pyinfra.api.exceptions import PyinfraError
 
-from llamafleet.inventory_data import hosts_from_inventory
 from llamafleet.plan import PlanError
 from llamafleet.serving import cluster
 from llamafleet.serving.model import local_sha256
-from llamafleet.validate import validate_hosts
+from llamafleet.validate import validate_pyinfra_inventory
 
 if host.name == next(iter(inventory)).name:  # once per deploy, not once per host
-    problems = validate_hosts(hosts_from_inventory(inventory._get_module()))
+    problems = validate_pyinfra_inventory(inventory._get_module())
     if problems:
         raise PyinfraError("llamafleet check failed, nothing was changed:\n" + "\n".join(map(str, problems)))
     try:

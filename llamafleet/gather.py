@@ -1,0 +1,121 @@
+"""Connect to the inventory's hosts with pyinfra's API and gather the facts the plan needs.
+
+The only part of `llamafleet plan` that touches hosts, and it only reads: each fact is a
+read-only command (llamafleet.facts). Hosts that cannot be reached are reported, not fatal
+here: the caller decides (the plan needs every host).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from llamafleet.inventory_data import hosts_from_inventory, make_pyinfra_inventory
+from llamafleet.plan import HostInput
+
+# The facts the plan reads, by class name in llamafleet.facts.
+PLAN_FACTS = ("CpuProfile", "MemInfo", "DevicePlatform")
+
+
+class GatherError(Exception):
+    """The fact classes cannot be found (llamafleet.facts missing or incomplete)."""
+
+
+@dataclass
+class Gathered:
+    """Hosts with their facts, in inventory order, and why some hosts have none.
+
+    + hosts: one HostInput per inventory host (facts empty for failed hosts)
+    + errors: host name -> what went wrong (connect or fact error)
+    """
+
+    hosts: list[HostInput]
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def plan_fact_classes() -> dict[str, type]:
+    """Import CpuProfile, MemInfo and DevicePlatform from llamafleet.facts (lazily: the facts
+    package is only needed when a plan connects to hosts)."""
+    try:
+        package = importlib.import_module("llamafleet.facts")
+    except ImportError as error:
+        raise GatherError(f"llamafleet.facts is not available: {error}") from error
+    found = {name: getattr(package, name) for name in PLAN_FACTS if hasattr(package, name)}
+    # The classes may live in submodules that the package does not re-export.
+    for module_info in pkgutil.iter_modules(getattr(package, "__path__", [])):
+        if len(found) == len(PLAN_FACTS):
+            break
+        module = importlib.import_module(f"llamafleet.facts.{module_info.name}")
+        for name in PLAN_FACTS:
+            if name not in found and hasattr(module, name):
+                found[name] = getattr(module, name)
+    missing = [name for name in PLAN_FACTS if name not in found]
+    if missing:
+        raise GatherError(f"llamafleet.facts has no {', '.join(missing)}")
+    return found
+
+
+def _error_text(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def gather_facts(
+    path: str | os.PathLike,
+    group_data_dir: str | os.PathLike | None = None,
+    fact_classes: Mapping[str, type] | None = None,
+) -> Gathered:
+    """Load the inventory, connect to every host and read the plan's facts.
+
+    + path: the pyinfra inventory file
+    + group_data_dir: as for `llamafleet check` (default: the deploy's group_data/)
+    + fact_classes: fact name -> pyinfra FactBase class (default: llamafleet.facts' classes)
+    """
+    from pyinfra.api import Config, State
+    from pyinfra.api.connect import disconnect_all
+    from pyinfra.api.exceptions import ConnectError
+    from pyinfra.context import ctx_state
+
+    classes = dict(fact_classes) if fact_classes is not None else plan_fact_classes()
+    # check_for_changes=False: nothing will be executed, facts are read once.
+    state = State(check_for_changes=False)
+    with ctx_state.use(state):
+        inventory = make_pyinfra_inventory(path, group_data_dir)
+        state.init(inventory, Config())
+        errors: dict[str, str] = {}
+        facts: dict[str, dict[str, Any]] = {}
+        for host in inventory:
+            try:
+                # Like pyinfra.api.connect.connect_all, one host at a time, so that a host that
+                # does not answer becomes an error line instead of ending the run.
+                host.connect(show_errors=False, raise_exceptions=True)
+                state.activate_host(host)
+                facts[host.name] = {name: host.get_fact(cls) for name, cls in classes.items()}
+            except ConnectError as error:
+                errors[host.name] = f"cannot connect: {_error_text(error)}"
+            except Exception as error:  # a fact that raised: report which host, keep going
+                errors[host.name] = f"cannot read facts: {type(error).__name__}: {_error_text(error)}"
+        disconnect_all(state)
+        hosts = [
+            HostInput(name=h.name, data=h.data, facts=facts.get(h.name, {}), groups=h.groups)
+            for h in hosts_from_inventory(inventory)
+        ]
+    return Gathered(hosts, errors)
+
+
+def hosts_with_recorded_facts(
+    path: str | os.PathLike,
+    recorded: Mapping[str, Mapping[str, Any]],
+    group_data_dir: str | os.PathLike | None = None,
+) -> Gathered:
+    """HostInputs from the inventory with facts recorded earlier (`plan --facts FILE`), for
+    planning without connecting: {host: {"CpuProfile": {...}, "MemInfo": {...}, ...}}."""
+    from llamafleet.inventory_data import load_inventory
+
+    hosts = [
+        HostInput(name=h.name, data=h.data, facts=dict(recorded.get(h.name, {})), groups=h.groups)
+        for h in load_inventory(path, group_data_dir)
+    ]
+    return Gathered(hosts)

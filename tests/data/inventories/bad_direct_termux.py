@@ -1,0 +1,13 @@
+"""A phone with direct transport: RPC listens on its network address."""
+
+linux = [
+    ('box', {'ssh_hostname': '198.18.0.10', 'llama_role': 'master'}),
+    ('board', {'ssh_hostname': '198.18.0.31'}),
+]
+termux = (
+    [
+        ('phone1', {'ssh_hostname': '198.18.0.21'}),
+        ('phone2', {'ssh_hostname': '198.18.0.22', 'rpc_transport': 'direct'}),
+    ],
+    {'ssh_port': 8022, 'ssh_user': 'u0_a201'},
+)

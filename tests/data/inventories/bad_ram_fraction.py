@@ -1,0 +1,13 @@
+"""rpc_ram_fraction above 0.95."""
+
+linux = [
+    ('box', {'ssh_hostname': '198.18.0.10', 'llama_role': 'master'}),
+    ('board', {'ssh_hostname': '198.18.0.31'}),
+]
+termux = (
+    [
+        ('phone1', {'ssh_hostname': '198.18.0.21'}),
+        ('phone2', {'ssh_hostname': '198.18.0.22', 'rpc_ram_fraction': 0.99}),
+    ],
+    {'ssh_port': 8022, 'ssh_user': 'u0_a201'},
+)

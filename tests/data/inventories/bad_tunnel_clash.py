@@ -1,0 +1,13 @@
+"""Two tunnelled phones with one rpc_port: the master's local forwards collide."""
+
+linux = [
+    ('box', {'ssh_hostname': '198.18.0.10', 'llama_role': 'master'}),
+    ('board', {'ssh_hostname': '198.18.0.31'}),
+]
+termux = (
+    [
+        ('phone1', {'ssh_hostname': '198.18.0.21', 'rpc_port': 50200}),
+        ('phone2', {'ssh_hostname': '198.18.0.22', 'rpc_port': 50200}),
+    ],
+    {'ssh_port': 8022, 'ssh_user': 'u0_a201'},
+)

@@ -1,0 +1,13 @@
+"""llama_tensor_split with strings in it."""
+
+linux = [
+    ('box', {'ssh_hostname': '198.18.0.10', 'llama_role': 'master', 'llama_tensor_split': ['0.5', '0.3', '0.2']}),
+    ('board', {'ssh_hostname': '198.18.0.31'}),
+]
+termux = (
+    [
+        ('phone1', {'ssh_hostname': '198.18.0.21'}),
+        ('phone2', {'ssh_hostname': '198.18.0.22'}),
+    ],
+    {'ssh_port': 8022, 'ssh_user': 'u0_a201'},
+)

@@ -1,0 +1,13 @@
+"""A Linux worker bound to 0.0.0.0 with the firewall off."""
+
+linux = [
+    ('box', {'ssh_hostname': '198.18.0.10', 'llama_role': 'master'}),
+    ('board', {'ssh_hostname': '198.18.0.31', 'rpc_bind': '0.0.0.0', 'firewall_enabled': False}),
+]
+termux = (
+    [
+        ('phone1', {'ssh_hostname': '198.18.0.21'}),
+        ('phone2', {'ssh_hostname': '198.18.0.22'}),
+    ],
+    {'ssh_port': 8022, 'ssh_user': 'u0_a201'},
+)

@@ -1,0 +1,144 @@
+"""`llamafleet check` on the inventories in tests/data/inventories: one bad input per file.
+
+Each case must exit 2 and print a line `host: key: message` naming the host and key at fault;
+the valid inventories exit 0 with a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from llamafleet import validate_cli
+
+INVENTORIES = Path(__file__).resolve().parents[1] / "data" / "inventories"
+REPO = Path(__file__).resolve().parents[2]
+LINE = re.compile(r"^[^:\s]+: [^:\s]+: .+$")
+
+# file -> (host, key, a fragment the message must contain)
+BAD_CASES = {
+    "bad_unknown_key": ("phone1", "rpc_prot", "did you mean 'rpc_port'"),
+    "bad_type_int": ("phone1", "rpc_threads", "must be an integer"),
+    "bad_type_bool": ("board", "firewall_enabled", "must be True or False"),
+    "bad_type_list": ("box", "llama_tensor_split", "list of numbers"),
+    "bad_port_range": ("box", "llama_server_port", "out of range"),
+    "bad_ram_fraction": ("phone2", "rpc_ram_fraction", "(0, 0.95]"),
+    "bad_overhead": ("board", "rpc_overhead_mb", "at least 0"),
+    "bad_threads": ("board", "rpc_threads", "at least 1"),
+    "bad_port_clash": ("phone2", "rpc_port", "clashes with board's RPC server"),
+    "bad_api_clash": ("board", "rpc_port", "clashes with box's llama-server"),
+    "bad_tunnel_clash": ("phone2", "rpc_port", "clashes with box's tunnel to phone1"),
+    "bad_termux_low_port": ("phone1", "rpc_port", "below 1024"),
+    "bad_split_length": ("box", "llama_tensor_split", "2 proportions for 3 workers"),
+    "bad_split_sum": ("box", "llama_tensor_split", "sum to 1.2"),
+    "bad_no_master": ("cluster", "llama_role", "no master"),
+    "bad_two_masters": ("board", "llama_role", "second master"),
+    "bad_sha256": ("phone1", "model_sha256", "64 hex digits"),
+    "bad_no_source": ("box", "llama_cpp_ref", "no llama.cpp source"),
+    "bad_archive_missing": ("phone1", "llama_cpp_archive", "no such file on the controller"),
+    "bad_ref_mismatch": ("phone2", "llama_cpp_ref", "differs from 'b6500' on box"),
+    "bad_no_model": ("board", "model_url", "no model"),
+    "bad_model_file_missing": ("phone2", "model_file", "no such file on the controller"),
+    "bad_url_without_sha": ("box", "model_sha256", "model_url without model_sha256"),
+    "bad_wildcard_no_firewall": ("board", "rpc_bind", "firewall_enabled = False"),
+    "bad_wildcard_termux": ("phone1", "rpc_bind", "cannot firewall"),
+    "bad_transport": ("board", "rpc_transport", "not one of direct, tunnel"),
+    "bad_direct_termux": ("phone2", "rpc_transport", "cannot firewall"),
+    "bad_load_mode": ("box", "llama_load_mode", "did you mean 'mmap'"),
+    "bad_firewall_backend": ("board", "firewall_backend", "not one of iptables"),
+    "bad_service_manager": ("board", "service_manager", "not one of termux-services"),
+    "bad_service_manager_termux": ("phone1", "service_manager", "does not exist on a termux host"),
+    "bad_cluster_address": ("board", "cluster_address", "not an IP address or host name"),
+    "bad_direct_loopback": ("board", "rpc_bind", "box cannot reach it"),
+    "bad_api_sources": ("box", "api_allowed_sources", "not an address or CIDR"),
+}
+
+
+def run_cli(argv: list[str]) -> int:
+    """Run one llamafleet sub-command through the parser validate_cli registers."""
+    parser = argparse.ArgumentParser(prog="llamafleet")
+    validate_cli.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_every_bad_inventory_file_has_an_expectation():
+    # A new bad_*.py without an expected line would otherwise be silently untested.
+    on_disk = {path.stem for path in INVENTORIES.glob("bad_*.py")}
+    assert on_disk == set(BAD_CASES)
+    assert len(BAD_CASES) >= 15
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_inventory_exits_2_naming_host_and_key(case, capsys):
+    host, key, fragment = BAD_CASES[case]
+    assert run_cli(["check", str(INVENTORIES / f"{case}.py")]) == 2
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert out == ""
+    assert lines, "no problem printed"
+    assert all(LINE.match(line) for line in lines), lines
+    matching = [line for line in lines if line.startswith(f"{host}: {key}: ")]
+    assert matching, f"no line for {host}: {key} in {lines}"
+    assert any(fragment in line for line in matching), matching
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_inventory_reports_only_its_own_mistake(case, capsys):
+    # One mistake, one kind of line: the bad value does not cascade into other rules' messages.
+    host, key, _ = BAD_CASES[case]
+    run_cli(["check", str(INVENTORIES / f"{case}.py")])
+    keys = {line.split(": ")[1] for line in capsys.readouterr().err.splitlines()}
+    assert keys == {key}
+
+
+@pytest.mark.parametrize("inventory", ["good.py", "ok_insecure_allowed.py"])
+def test_valid_inventory_exits_0_with_summary(inventory, capsys):
+    assert run_cli(["check", str(INVENTORIES / inventory)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.strip() == (
+        "ok: 4 hosts, master box, workers board, phone1, phone2, model tiny-Q8_0.gguf, ref b6500"
+    )
+
+
+def test_example_inventory_passes(capsys):
+    assert run_cli(["check", str(REPO / "inventory" / "example.py")]) == 0
+    summary = capsys.readouterr().out
+    assert "3 hosts, master homeserver, workers pixel7, galaxy-s21" in summary
+    assert "ref b6500" in summary
+
+
+def test_missing_inventory_file(tmp_path, capsys):
+    assert run_cli(["check", str(tmp_path / "nope.py")]) == 2
+    assert capsys.readouterr().err.startswith("cluster: inventory: ")
+
+
+def test_inventory_with_python_error(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("hosts = [\n")
+    assert run_cli(["check", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cluster: inventory: ")
+    assert "SyntaxError" in err
+
+
+def test_group_data_option_selects_the_directory(tmp_path, capsys):
+    # --group-data DIR is loaded like `pyinfra --group-data DIR`: it wins over other group data.
+    group_data = tmp_path / "gd"
+    group_data.mkdir()
+    (group_data / "termux.py").write_text("rpc_port_base = 80\n")
+    assert run_cli(["check", str(INVENTORIES / "good.py"), "--group-data", str(group_data)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    # Without the deploy's all.py only the inventory folder's group data is there: the phones'
+    # low ports are what this directory brought in.
+    assert "phone1: rpc_port_base: port 81 is below 1024: Termux has no root to bind it" in lines
+    assert "phone2: rpc_port_base: port 82 is below 1024: Termux has no root to bind it" in lines
+
+
+def test_missing_group_data_directory(tmp_path, capsys):
+    assert run_cli(["check", str(INVENTORIES / "good.py"), "--group-data", str(tmp_path / "x")]) == 2
+    assert "no such group data directory" in capsys.readouterr().err
