@@ -1,0 +1,189 @@
+"""testinfra suite for any llamafleet cluster: `pytest tests/verify --inventory inventory/x.py`.
+
+The inventory is loaded the way pyinfra loads it (host + group data); the plan is made from the
+devices' live facts, exactly as deploy.py makes it, and every check compares a device with the
+plan. Each test is parametrised per host, with the host's name as its id.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+import testinfra
+
+from llamafleet.gather import gather_facts
+from llamafleet.inventory_data import load_inventory
+from llamafleet.layout import paths_for, resolve_base
+from llamafleet.plan import Plan, PlannedHost, make_plan, model_size_from_data
+
+
+def _inventory_option(config) -> str:
+    path = config.getoption("--inventory") or os.environ.get("LLAMAFLEET_INVENTORY")
+    if not path:
+        raise pytest.UsageError("tests/verify needs --inventory INVENTORY (or LLAMAFLEET_INVENTORY)")
+    return path
+
+
+def _is_master(host) -> bool:
+    return host.data.get("llama_role") == "master"
+
+
+# Which hosts each per-host fixture runs over: a check only runs where it applies, so nothing
+# is skipped for being the wrong kind of host.
+HOST_SELECTORS = {
+    "node": lambda h: True,
+    "master": _is_master,
+    "worker": lambda h: not _is_master(h),
+    "termux_worker": lambda h: not _is_master(h) and h.is_termux,
+    "sysctl_node": lambda h: not h.is_termux and h.data.get("sysctl_enabled"),
+    "firewall_node": lambda h: not h.is_termux and h.data.get("firewall_enabled"),
+}
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrise the per-host fixtures from the inventory's roles and platforms."""
+    wanted = [name for name in HOST_SELECTORS if name in metafunc.fixturenames]
+    if not wanted:
+        return
+    hosts = load_inventory(_inventory_option(metafunc.config), metafunc.config.getoption("--group-data"))
+    for name in wanted:
+        selected = [h.name for h in hosts if HOST_SELECTORS[name](h)]
+        metafunc.parametrize(name, selected, ids=selected, indirect=True)
+
+
+@dataclass
+class Cluster:
+    plan: Plan
+    data: dict[str, dict[str, Any]]
+    facts: dict[str, dict[str, Any]]
+
+    def planned(self, name: str) -> PlannedHost:
+        return next(h for h in self.plan.hosts if h.name == name)
+
+
+@pytest.fixture(scope="session")
+def cluster(request) -> Cluster:
+    gathered = gather_facts(_inventory_option(request.config), request.config.getoption("--group-data"))
+    if gathered.errors:
+        pytest.fail("cannot read facts: " + "; ".join(f"{k}: {v}" for k, v in gathered.errors.items()))
+    model_mb = model_size_from_data(gathered.hosts[0].data)
+    plan = make_plan(gathered.hosts, model_mb or 0)
+    return Cluster(
+        plan=plan,
+        data={h.name: dict(h.data) for h in gathered.hosts},
+        facts={h.name: dict(h.facts) for h in gathered.hosts},
+    )
+
+
+_CONNECTIONS: dict[str, Any] = {}
+
+
+def testinfra_host(cluster: Cluster, name: str):
+    """A testinfra host over paramiko, checking the host key like pyinfra does."""
+    if name in _CONNECTIONS:
+        return _CONNECTIONS[name]
+    data = cluster.data[name]
+    address = data.get("ssh_hostname") or name
+    port = int(data.get("ssh_port") or 22)
+    user = data.get("ssh_user") or "root"
+    target = testinfra.get_host(f"paramiko://{user}@{address}:{port}", ssh_identity_file=data.get("ssh_key"))
+    client = paramiko.SSHClient()
+    known_hosts = data.get("ssh_known_hosts_file")
+    if known_hosts:
+        client.load_host_keys(os.path.expanduser(known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    else:
+        client.load_system_host_keys()
+        client.set_missing_host_key_policy(paramiko.WarningPolicy())
+    client.connect(address, port=port, username=user, key_filename=data.get("ssh_key"), timeout=15,
+                   allow_agent=False, look_for_keys=not data.get("ssh_key"))
+    target.backend.__dict__["client"] = client  # testinfra caches its client here
+    _CONNECTIONS[name] = target
+    return target
+
+
+@dataclass
+class Node:
+    """One device under test: its plan entry, data, facts, paths and testinfra host."""
+
+    name: str
+    planned: PlannedHost
+    data: dict[str, Any]
+    facts: dict[str, Any]
+    host: Any
+
+    @property
+    def platform(self) -> dict[str, Any]:
+        return self.facts.get("DevicePlatform") or {}
+
+    @property
+    def paths(self):
+        return paths_for(resolve_base(self.name, self.data.get("llamafleet_dir"), self.platform))
+
+    @property
+    def is_termux(self) -> bool:
+        return self.planned.platform == "termux"
+
+    @property
+    def service_manager(self) -> str:
+        return self.data.get("service_manager") or self.platform.get("service_manager") or "runit"
+
+    def sv(self, action: str, service: str):
+        """Run runit's sv for the device's service directory."""
+        svdir = f"{self.platform['prefix']}/var/service" if self.is_termux else "/etc/service"
+        return self.host.run(f"SVDIR={svdir} sv {action} {service}")
+
+
+def make_node(cluster: Cluster, name: str) -> Node:
+    return Node(name, cluster.planned(name), cluster.data[name], cluster.facts[name], testinfra_host(cluster, name))
+
+
+@pytest.fixture(scope="session")
+def node_for(cluster):
+    """Build the Node of any host by name (for checks that look at several hosts)."""
+    return lambda name: make_node(cluster, name)
+
+
+@pytest.fixture
+def node(request, cluster) -> Node:
+    return make_node(cluster, request.param)
+
+
+@pytest.fixture
+def worker(request, cluster) -> Node:
+    return make_node(cluster, request.param)
+
+
+@pytest.fixture
+def master(request, cluster) -> Node:
+    return make_node(cluster, request.param)
+
+
+@pytest.fixture
+def termux_worker(request, cluster) -> Node:
+    return make_node(cluster, request.param)
+
+
+@pytest.fixture
+def sysctl_node(request, cluster) -> Node:
+    return make_node(cluster, request.param)
+
+
+@pytest.fixture
+def firewall_node(request, cluster) -> Node:
+    return make_node(cluster, request.param)
+
+
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    from llamafleet.serving.secrets import secrets_dir
+
+    path = Path(secrets_dir()) / "api-key"
+    if not path.exists():
+        pytest.fail(f"no API key at {path}: run the checks from the directory you deployed from")
+    return path.read_text().strip()

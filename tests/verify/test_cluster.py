@@ -1,0 +1,165 @@
+"""What a deployed llamafleet cluster must look like, derived from its plan (never hard-coded)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+from llamafleet.serving.firewall import CHAIN, FirewallPolicy, PortRule, iptables_rules
+from llamafleet.serving.model import local_sha256, model_dest
+from llamafleet.serving.netsettings import NET_SETTINGS
+from llamafleet.verify_cli import complete
+
+RPC_BINARY = "ggml-rpc-server"
+
+
+def test_packages_present(node):
+    if node.is_termux:
+        wanted = [*node.data["termux_packages"], *node.data.get("extra_packages", [])]
+        installed = node.host.check_output("dpkg-query -W -f '${Package}\\n'").split()
+        missing = [package for package in wanted if package not in installed]
+    else:
+        wanted = [*node.data["apt_packages"], *node.data.get("extra_packages", [])]
+        missing = [package for package in wanted if not node.host.package(package).is_installed]
+    assert not missing, f"{node.name}: packages not installed: {missing}"
+
+
+def _stamp(node) -> dict:
+    stamp_file = node.host.file(node.paths.stamp)
+    assert stamp_file.exists, f"{node.name}: no build stamp at {node.paths.stamp}"
+    return json.loads(stamp_file.content_string)
+
+
+def test_build_stamp_matches_the_plan(node):
+    inputs = _stamp(node)["inputs"]
+    wanted_target = "llama-server" if node.planned.role == "master" else RPC_BINARY
+    assert wanted_target in inputs["targets"]
+    assert "-DGGML_NATIVE=OFF" in inputs["cmake_args"]
+    if node.planned.arch == "aarch64" and not node.data.get("llama_cpu_arch"):
+        assert f"-DGGML_CPU_ARM_ARCH={node.planned.march}" in inputs["cmake_args"]
+    archive = node.data.get("llama_cpp_archive")
+    if archive:
+        assert inputs["source"] == f"archive:{local_sha256(archive)}", "built from another source than the planned one"
+
+
+def test_binaries_run(node):
+    binary = "llama-server" if node.planned.role == "master" else RPC_BINARY
+    result = node.host.run(f"{node.paths.bin}/{binary} --help")
+    assert result.rc == 0, f"{node.name}: {binary} --help failed: {result.stderr[-500:]}"
+    if binary == "llama-server":
+        assert "--rpc" in result.stdout + result.stderr
+
+
+def _is_up(node, service: str) -> bool:
+    if node.service_manager == "systemd":
+        return node.host.service(f"llamafleet-{service}").is_running
+    return node.sv("status", service).stdout.startswith("run:")
+
+
+def test_worker_service_supervised_and_up(worker):
+    assert _is_up(worker, "llama-rpc"), f"{worker.name}: llama-rpc is not running under {worker.service_manager}"
+
+
+def test_worker_listens_where_planned_and_not_everywhere(worker):
+    planned = worker.planned
+    assert worker.host.socket(f"tcp://{planned.address}:{planned.rpc_port}").is_listening, (
+        f"{worker.name}: nothing listens on {planned.address}:{planned.rpc_port}"
+    )
+    if worker.data.get("rpc_bind") != "0.0.0.0":
+        assert not worker.host.socket(f"tcp://0.0.0.0:{planned.rpc_port}").is_listening
+    if planned.transport == "tunnel":
+        assert planned.address == "127.0.0.1"
+
+
+def test_boot_script_brings_the_worker_back(termux_worker):
+    worker = termux_worker
+    script = worker.host.file(f"{worker.platform['home']}/.termux/boot/50-llamafleet")
+    assert script.exists and script.mode & 0o100, "boot script missing or not executable"
+    assert "termux-wake-lock" in script.content_string
+    assert "start-services.sh" in script.content_string
+
+
+def test_model_present_with_its_sha256(master):
+    path = model_dest(master.data, master.paths.models)
+    model = master.host.file(path)
+    assert model.exists, f"{master.name}: no model at {path}"
+    assert model.sha256sum == master.data["model_sha256"]
+
+
+def test_linux_sysctl_values(sysctl_node):
+    node = sysctl_node
+    present = node.host.run("sysctl -a 2>/dev/null").stdout
+    checked = 0
+    for setting in NET_SETTINGS:
+        if f"{setting.key} =" not in present:
+            continue  # a key this network namespace does not have (the drop-in keeps it for boot)
+        actual = node.host.sysctl(setting.key)
+        wanted = [int(v) for v in setting.value.split()] if " " in setting.value else int(setting.value)
+        assert actual == wanted, f"{node.name}: {setting.key} is {actual}, wanted {setting.value}"
+        checked += 1
+    assert checked, "no llamafleet sysctl key is settable here"
+    assert node.host.file("/etc/sysctl.d/90-llamafleet.conf").exists
+
+
+def _expected_policy(node, cluster) -> FirewallPolicy:
+    master = next(h for h in cluster.plan.hosts if h.role == "master")
+    rules = []
+    if node.planned.role == "worker" and node.planned.transport == "direct":
+        rules.append(PortRule(node.planned.rpc_port, (master.cluster_address,)))
+    if node.planned.role == "master":
+        sources = [node.planned.cluster_address, *node.data.get("api_allowed_sources", [])]
+        rules.append(PortRule(int(node.data["llama_server_port"]), tuple(dict.fromkeys(sources))))
+    return FirewallPolicy(rules)
+
+
+def test_linux_firewall_rules(firewall_node, cluster):
+    node = firewall_node
+    chain = node.host.run(f"iptables -w -S {CHAIN}")
+    assert chain.rc == 0, f"{node.name}: no {CHAIN} chain"
+    live = [line for line in chain.stdout.splitlines() if line.startswith("-A ")]
+    assert live == iptables_rules(_expected_policy(node, cluster))
+    assert node.host.run(f"iptables -w -C INPUT -j {CHAIN}").rc == 0, "INPUT does not jump to the chain"
+
+
+def test_master_reaches_every_worker(master, cluster):
+    for worker in cluster.plan.workers():
+        address, port = worker.connect.rsplit(":", 1)
+        probe = master.host.run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}'")
+        assert probe.rc == 0, f"{master.name} cannot reach {worker.name} at {worker.connect}"
+
+
+def test_tunnels_up(master, cluster):
+    for worker in [w for w in cluster.plan.workers() if w.transport == "tunnel"]:
+        assert _is_up(master, f"llama-tunnel-{worker.name}"), f"tunnel to {worker.name} is not running"
+
+
+def test_api_key_file_is_private(master):
+    key_file = master.host.file(f"{master.paths.base}/etc/api-key")
+    assert key_file.exists and key_file.mode == 0o600
+
+
+def test_master_health(master, cluster):
+    with urllib.request.urlopen(f"{cluster.plan.master.api_url}/health", timeout=10) as response:
+        assert json.loads(response.read()).get("status") == "ok"
+
+
+def _rpc_peers(worker) -> list[str]:
+    """Established connections on the worker's RPC port: who its client is."""
+    port = worker.planned.rpc_port
+    output = worker.host.run(f"ss -Htn state established '( sport = :{port} )'").stdout
+    return [line.split()[-1] for line in output.splitlines() if line.strip()]
+
+
+def test_completion_through_every_worker(master, cluster, api_key, node_for):
+    started = time.monotonic()
+    answer = complete(cluster.plan.master.api_url, api_key, "The capital of France is", n_predict=16)
+    elapsed = time.monotonic() - started
+    assert answer.get("content", "").strip(), "empty completion"
+    assert answer.get("tokens_predicted", 0) > 0
+    print(f"\ncompletion: {answer['tokens_predicted']} tokens, "
+          f"{answer['timings']['predicted_per_second']:.1f} tokens/s, {elapsed:.2f} s: {answer['content']!r}")
+    for planned in cluster.plan.workers():
+        assert _rpc_peers(node_for(planned.name)), (
+            f"{planned.name}: no client connected to its RPC port: the master does not use it"
+        )
