@@ -11,6 +11,8 @@ from typing import Any
 
 from pyinfra import host, inventory
 
+from llamafleet.gather import plan_fact_classes
+from llamafleet.inventory_data import hosts_from_inventory
 from llamafleet.plan import HostInput, Plan, PlannedHost, make_plan, model_size_from_data
 
 _PLAN_CACHE: dict[int, Plan] = {}
@@ -18,29 +20,18 @@ _PLAN_CACHE: dict[int, Plan] = {}
 
 def host_facts(target) -> dict[str, Any]:
     """The facts the plan needs from one host, read through that host's connection."""
-    from llamafleet.facts import CpuProfile, DevicePlatform, MemInfo
-
-    return {
-        "CpuProfile": target.get_fact(CpuProfile),
-        "MemInfo": target.get_fact(MemInfo),
-        "DevicePlatform": target.get_fact(DevicePlatform),
-    }
-
-
-def host_input(target) -> HostInput:
-    return HostInput(
-        name=target.name,
-        data=target.data.dict(),
-        facts=host_facts(target),
-        groups=tuple(group.name if hasattr(group, "name") else str(group) for group in target.groups),
-    )
+    return {name: target.get_fact(cls) for name, cls in plan_fact_classes().items()}
 
 
 def current_plan() -> Plan:
     """The plan for the inventory being deployed (computed once, on first use)."""
-    key = id(inventory._get_module())  # one inventory object per deploy run
+    loaded = inventory._get_module()  # one inventory object per deploy run
+    key = id(loaded)
     if key not in _PLAN_CACHE:
-        hosts = [host_input(target) for target in inventory]
+        hosts = [
+            HostInput(name=h.name, data=h.data, facts=host_facts(loaded.get_host(h.name)), groups=h.groups)
+            for h in hosts_from_inventory(loaded)
+        ]
         model_mb = model_size_from_data(hosts[0].data) if hosts else None
         _PLAN_CACHE[key] = make_plan(hosts, model_mb or 0)
     return _PLAN_CACHE[key]
@@ -65,9 +56,7 @@ def inventory_host(name: str):
 
 
 def platform_facts(target) -> dict[str, Any]:
-    from llamafleet.facts import DevicePlatform
-
-    return target.get_fact(DevicePlatform) or {}
+    return target.get_fact(plan_fact_classes()["DevicePlatform"]) or {}
 
 
 def service_manager(target) -> str:

@@ -1,0 +1,12 @@
+"""pyinfra facts llamafleet reads from each device (all of them never fail; see each class).
+
+from llamafleet.facts import CpuProfile, MemInfo, DevicePlatform, CompilerInfo, CompilerAccepts
+host.get_fact(CpuProfile)["threads"]
+"""
+
+from .compiler import CompilerAccepts, CompilerInfo, compiler_accepts
+from .cpu import CpuProfile
+from .device import DevicePlatform
+from .memory import MemInfo
+
+__all__ = ["CompilerAccepts", "CompilerInfo", "CpuProfile", "DevicePlatform", "MemInfo", "compiler_accepts"]
