@@ -6,12 +6,11 @@ Tunnelled workers listen on 127.0.0.1 and need no rule. SSH and everything else 
 """
 
 from pyinfra import host, logger
-from pyinfra.facts.server import Sysctl
 from pyinfra.operations import files, server
 
 from llamafleet.serving.cluster import master_host, this_host
 from llamafleet.serving.firewall import FirewallBackend, FirewallPolicy, PortRule, iptables_chain, nftables_table
-from llamafleet.serving.netsettings import NET_SETTINGS, SYSCTL_DROPIN
+from llamafleet.serving.netsettings import NET_SETTINGS, SYSCTL_DROPIN, SettableSysctls
 from llamafleet.serving.services import TEMPLATES
 
 me = this_host()
@@ -26,11 +25,11 @@ else:
             dest=SYSCTL_DROPIN,
             settings=NET_SETTINGS,
         )
-        # Only keys this kernel has here: in a network namespace or container some net.core
-        # keys are the host's alone (rmem_max, netdev_max_backlog) and cannot be set.
-        present = host.get_fact(Sysctl, keys=[setting.key for setting in NET_SETTINGS])
+        # Only keys settable here: in a network namespace or container some net.core keys
+        # belong to the whole machine (rmem_max, netdev_max_backlog) and are read-only or absent.
+        settable = host.get_fact(SettableSysctls, keys=[setting.key for setting in NET_SETTINGS])
         for setting in NET_SETTINGS:
-            if setting.key in present:
+            if setting.key in settable:
                 server.sysctl(name=f"sysctl {setting.key}", key=setting.key, value=setting.value)
             else:
                 logger.info(f"{host.name}: sysctl {setting.key} is not settable here (kept in the drop-in for boot)")

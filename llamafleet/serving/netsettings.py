@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from pyinfra.api import FactBase
+
 
 class NetSetting(NamedTuple):
     key: str
@@ -33,3 +35,22 @@ NET_SETTINGS: tuple[NetSetting, ...] = (
 )
 
 SYSCTL_DROPIN = "/etc/sysctl.d/90-llamafleet.conf"
+
+
+class SettableSysctls(FactBase):
+    """
+    The keys among `keys` that can be written here. In a network namespace (or container) some
+    net.core keys belong to the whole machine: their /proc/sys files are read-only, and
+    `sysctl -w` reports the failure but still exits 0, so the file's mode is what tells.
+
+    .. code:: python
+
+        ["net.core.somaxconn", "net.ipv4.tcp_keepalive_time"]
+    """
+
+    def command(self, keys: list[str]) -> str:
+        checks = [f"[ -w /proc/sys/{key.replace('.', '/')} ] && echo {key}" for key in keys]
+        return "; ".join(checks) + "; true"
+
+    def process(self, output):
+        return [line.strip() for line in output if line.strip()]

@@ -8,7 +8,7 @@ import urllib.request
 
 from llamafleet.serving.firewall import CHAIN, FirewallPolicy, PortRule, iptables_rules
 from llamafleet.serving.model import local_sha256, model_dest
-from llamafleet.serving.netsettings import NET_SETTINGS
+from llamafleet.serving.netsettings import NET_SETTINGS, SettableSysctls
 from llamafleet.verify_cli import complete
 
 RPC_BINARY = "ggml-rpc-server"
@@ -89,11 +89,12 @@ def test_model_present_with_its_sha256(master):
 
 def test_linux_sysctl_values(sysctl_node):
     node = sysctl_node
-    present = node.host.run("sysctl -a 2>/dev/null").stdout
+    fact = SettableSysctls()
+    settable = fact.process(node.host.run(fact.command([s.key for s in NET_SETTINGS])).stdout.splitlines())
     checked = 0
     for setting in NET_SETTINGS:
-        if f"{setting.key} =" not in present:
-            continue  # a key this network namespace does not have (the drop-in keeps it for boot)
+        if setting.key not in settable:
+            continue  # the machine's alone here (network namespace): the drop-in keeps it for boot
         actual = node.host.sysctl(setting.key)
         wanted = [int(v) for v in setting.value.split()] if " " in setting.value else int(setting.value)
         assert actual == wanted, f"{node.name}: {setting.key} is {actual}, wanted {setting.value}"
