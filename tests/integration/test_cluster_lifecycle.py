@@ -1,0 +1,161 @@
+"""The whole life of a cluster on the lab, as a user lives it.
+
+lab up -> deploy -> deploy again (no changes) -> verify -> outsider shut out -> kill a worker
+(back within 5 s) -> verify -> reboot a phone (boot script, wake lock) -> verify -> a wrong model
+sha256 stops the deploy before any change -> lab down. Figures are printed (cold deploy, no-op
+re-run, tokens/s); they are measurements, not assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llamafleet.lab import down, lab_exec, load_state, reboot, up
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORY = "inventory/lab.py"
+BIN = Path(sys.executable).parent
+FIGURES: dict[str, str] = {}
+
+
+def run(*argv: str, timeout: int = 3600, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv, cwd=WORKDIR, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def deploy(*extra: str) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    result = run(str(BIN / "pyinfra"), "-y", INVENTORY, "deploy.py", *extra)
+    return result, time.monotonic() - started
+
+
+def changes(output: str) -> tuple[str, str]:
+    """(success, error) columns of pyinfra's 'Grand total' line: '-' means none."""
+    match = re.search(r"Grand total\s+\d+\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    assert match, f"no results table in pyinfra's output:\n{output[-3000:]}"
+    return match.group(1), match.group(2)
+
+
+def verify(*extra: str) -> subprocess.CompletedProcess:
+    return run(str(BIN / "llamafleet"), "verify", INVENTORY, "--", "-x", "-p", "no:randomly", *extra, timeout=900)
+
+
+def sv_pid(host: str, service: str, svdir: str) -> int | None:
+    out = lab_exec(host, f"SVDIR={svdir} sv status {service}").stdout
+    match = re.match(r"run: [^:]+: \(pid (\d+)\)", out)
+    return int(match.group(1)) if match else None
+
+
+def port_open(from_host: str, address: str, port: int) -> bool:
+    probe = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}'"
+    return lab_exec(from_host, probe).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (network namespaces, sshd per host)")
+    global WORKDIR
+    # A copy of the deploy directory: the secrets and build cache the deploy keeps in
+    # .llamafleet/ belong to this test run, not to the developer's checkout.
+    WORKDIR = tmp_path_factory.mktemp("deploy")
+    for item in ("deploy.py", "tasks", "group_data", "templates", "inventory"):
+        source = REPO / item
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, WORKDIR / item)
+    down()
+    up(phones=2, linux=2)
+    yield load_state()
+    print("\nFIGURES " + ", ".join(f"{k}: {v}" for k, v in FIGURES.items()))
+    down()
+
+
+WORKDIR: Path = REPO
+
+
+def test_first_deploy_converges(lab):
+    result, seconds = deploy()
+    FIGURES["cold deploy"] = f"{seconds:.0f} s"
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert "--> Results" in result.stdout
+
+
+def test_second_deploy_changes_nothing(lab):
+    result, seconds = deploy()
+    FIGURES["no-op re-run"] = f"{seconds:.1f} s"
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert changes(result.stdout) == ("-", "-"), result.stdout[-6000:]
+
+
+def test_verify_suite_passes(lab):
+    result = verify("-s")
+    match = re.search(r"completion: \d+ tokens, ([\d.]+) tokens/s", result.stdout)
+    if match:
+        FIGURES["tokens/s"] = match.group(1)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_outsider_is_shut_out_and_master_is_let_in(lab):
+    hosts = {h.name: h for h in lab.hosts}
+    master, board = hosts["linux1"], hosts["linux2"]
+    rpc_port = 50052 + 3 - 1  # linux2 is rank 3 in the lab inventory (after the two phones)
+    assert port_open("linux1", board.address, rpc_port), "the master cannot reach linux2's RPC port"
+    assert not port_open("outsider", board.address, rpc_port), "the outsider reaches linux2's RPC port"
+    assert not port_open("outsider", master.address, 8080), "the outsider reaches the master's API"
+    for phone in ("phone1", "phone2"):
+        for port in (50052, 50053):
+            assert not port_open("outsider", hosts[phone].address, port), f"{phone}:{port} open to the outsider"
+    # sysctl applied inside the Linux hosts only; the machine keeps its own value.
+    inside = lab_exec("linux1", "sysctl -n net.ipv4.tcp_keepalive_time").stdout.strip()
+    outside = subprocess.run(["sysctl", "-n", "net.ipv4.tcp_keepalive_time"], capture_output=True, text=True).stdout.strip()
+    assert inside == "600" and outside != "600"
+
+
+def test_killed_worker_is_back_within_5_seconds(lab):
+    svdir = "/data/data/com.termux/files/usr/var/service"
+    before = sv_pid("phone1", "llama-rpc", svdir)
+    assert before, "llama-rpc is not running on phone1"
+    lab_exec("phone1", "pkill -KILL -f ggml-rpc-server")
+    deadline = time.monotonic() + 5
+    after = None
+    while time.monotonic() < deadline:
+        after = sv_pid("phone1", "llama-rpc", svdir)
+        if after and after != before:
+            break
+        time.sleep(0.2)
+    assert after and after != before, "rpc-server not restarted within 5 s"
+    result = verify()
+    assert result.returncode == 0, result.stdout[-6000:]
+
+
+def test_rebooted_phone_comes_back_by_its_boot_script(lab):
+    reboot("phone2")
+    svdir = "/data/data/com.termux/files/usr/var/service"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not sv_pid("phone2", "llama-rpc", svdir):
+        time.sleep(1)
+    assert sv_pid("phone2", "llama-rpc", svdir), "rpc-server did not come back after the reboot"
+    wake = lab_exec("phone2", "cat $PREFIX/var/run/wake-lock 2>/dev/null || true").stdout
+    assert "held" in wake or wake.strip() == "1", f"wake lock not held after boot: {wake!r}"
+    result = verify()
+    assert result.returncode == 0, result.stdout[-6000:]
+
+
+def test_wrong_model_sha256_stops_before_any_change(lab):
+    before = lab_exec("linux1", "ls -l --time-style=+%s /opt/llamafleet/models").stdout
+    result, _ = deploy("--data", "model_sha256=" + "0" * 64)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "model_sha256" in output and "gemma-3-270m-q4_k_m.gguf" in output
+    assert re.search(r"linux1|phone1|phone2|linux2", output)
+    assert lab_exec("linux1", "ls -l --time-style=+%s /opt/llamafleet/models").stdout == before
