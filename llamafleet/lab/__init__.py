@@ -1,0 +1,34 @@
+"""The lab: a small cluster of real SSH hosts on this one machine, to prove llamafleet on.
+
+Phones (simulated Termux, app user on port 8022) and Linux hosts (root on port 22) each live
+in their own network, mount, UTS and PID namespaces on a bridge (198.18.0.0/24), plus an
+`outsider` host that is not in the inventory. CLI: `llamafleet lab up|status|down|reboot|exec`.
+
+Python API (for tests and other modules):
+
+    from llamafleet.lab import up, down, load_state, lab_exec, reboot, status
+    state = load_state()                      # LabState; raises LabNotUp when not up
+    lab_exec("phone1", "pkg install -y jq")   # CompletedProcess, as the host's user
+    reboot("phone1")                          # returns the host's boot status
+"""
+
+from llamafleet.lab.execute import lab_exec
+from llamafleet.lab.inventory import inventory_groups
+from llamafleet.lab.lifecycle import down, reboot, status, up
+from llamafleet.lab.state import LabError, LabNotUp, LabState, load_state
+from llamafleet.lab.topology import LabHost, state_dir
+
+__all__ = [
+    "LabError",
+    "LabHost",
+    "LabNotUp",
+    "LabState",
+    "down",
+    "inventory_groups",
+    "lab_exec",
+    "load_state",
+    "reboot",
+    "state_dir",
+    "status",
+    "up",
+]

@@ -1,5 +1,133 @@
-"""Placeholder: filled in by its own change."""
+"""`llamafleet lab up|status|down|reboot|exec`: the lab from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from llamafleet.lab import execute, lifecycle
+from llamafleet.lab.state import LabError, LabNotUp, load_state
+
+EXIT_NOT_ROOT = 2
 
 
-def register(subparsers):
-    return None
+def register(subparsers) -> None:
+    """Add the `lab` command and its sub-commands to the llamafleet parser."""
+    lab = subparsers.add_parser(
+        "lab",
+        help="a cluster of SSH hosts (simulated phones, Linux hosts) on this machine",
+        description="Run a lab cluster on this machine: each host has its own network, mount, "
+        "hostname and process namespaces and an sshd. Needs root.",
+    )
+    commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
+    lab.set_defaults(func=lambda args: (lab.print_help(), 2)[1])
+
+    up = commands.add_parser("up", help="start the lab (idempotent)")
+    up.add_argument("--phones", type=int, default=2, metavar="N", help="simulated Termux phones (default 2)")
+    up.add_argument("--linux", type=int, default=2, metavar="M", help="Linux hosts, linux1 is the master (default 2)")
+    up.set_defaults(func=_guarded(cmd_up))
+
+    status = commands.add_parser("status", help="list the hosts and whether their sshd answers")
+    status.add_argument("--json", action="store_true", help="print a JSON list of hosts")
+    status.set_defaults(func=_guarded(cmd_status))
+
+    down = commands.add_parser("down", help="stop the lab and remove everything it created")
+    down.set_defaults(func=_guarded(cmd_down))
+
+    reboot = commands.add_parser("reboot", help="reboot one host (kills all but sshd, runs boot scripts)")
+    reboot.add_argument("host")
+    reboot.set_defaults(func=_guarded(cmd_reboot))
+
+    run = commands.add_parser(
+        "exec",
+        help="run a command in a host as its user; exits with the command's status",
+        usage="llamafleet lab exec [--root] HOST -- CMD...",
+    )
+    run.add_argument("--root", action="store_true", help="on a phone, run as root instead of the app user")
+    run.add_argument("host")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
+    run.set_defaults(func=_guarded(cmd_exec))
+
+
+def _guarded(command):
+    """Root check and uniform error reporting for every sub-command."""
+
+    def run(args) -> int:
+        if os.geteuid() != 0:
+            print(
+                "llamafleet lab needs root: it creates network namespaces, a bridge, mounts and sshd "
+                "processes. Run it as root (e.g. `sudo llamafleet lab ...`).",
+                file=sys.stderr,
+            )
+            return EXIT_NOT_ROOT
+        try:
+            return command(args)
+        except (LabError, ValueError) as error:
+            print(f"llamafleet lab: {error}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def cmd_up(args) -> int:
+    result = lifecycle.up(args.phones, args.linux, progress=lambda message: print(f"  {message}", file=sys.stderr))
+    names = ", ".join(host.name for host in result.state.hosts)
+    if result.already_up:
+        print(f"lab is already up ({names})")
+    else:
+        print(f"lab is up in {result.seconds:.1f}s: {names}")
+        print("inventory: inventory/lab.py   status: llamafleet lab status")
+    return 0
+
+
+def cmd_status(args) -> int:
+    try:
+        hosts = lifecycle.status()
+    except LabNotUp as error:
+        if args.json:
+            print("[]")
+        print(str(error), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(hosts, indent=2))
+        return 0
+    print(f"{'NAME':<10} {'KIND':<9} {'ADDRESS':<15} {'PORT':>5}  {'USER':<9} UP")
+    for host in hosts:
+        print(
+            f"{host['name']:<10} {host['kind']:<9} {host['address']:<15} {host['ssh_port']:>5}  "
+            f"{host['user']:<9} {'yes' if host['up'] else 'NO'}"
+        )
+    return 0 if all(host["up"] for host in hosts) else 1
+
+
+def cmd_down(args) -> int:
+    result = lifecycle.down()
+    if not result.was_up:
+        print("lab is not up: nothing to do")
+        return 0
+    for problem in result.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"lab is down in {result.seconds:.1f}s")
+    return 1 if result.problems else 0
+
+
+def cmd_reboot(args) -> int:
+    status = lifecycle.reboot(args.host)
+    scripts = status.get("boot_scripts") or []
+    ran = f"; boot scripts started: {', '.join(scripts)}" if scripts else ""
+    print(f"{args.host} rebooted (boot {status['boot_count']}){ran}")
+    return 0
+
+
+def cmd_exec(args) -> int:
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        raise LabError("no command given: llamafleet lab exec HOST -- CMD...")
+    state = load_state()
+    argv = execute.exec_argv(state.host(args.host), state.init_pid(args.host), command, root=args.root)
+    code = subprocess.run(argv).returncode
+    # A command killed by signal N exits like a shell reports it: 128+N.
+    return code if code >= 0 else 128 - code

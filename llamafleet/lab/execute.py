@@ -1,0 +1,66 @@
+"""Run a command inside a lab host, as that host's user, without SSH.
+
+`nsenter` joins the namespaces of the host's init (mount, UTS, network, PID); on a phone,
+`setpriv` then becomes the app user and the command gets Termux's environment, exactly what
+an SSH session on the phone gets.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+
+from llamafleet.lab import termux
+from llamafleet.lab.hostsetup import LINUX_ENV
+from llamafleet.lab.state import LabState, load_state
+from llamafleet.lab.topology import LabHost
+
+
+def exec_argv(host: LabHost, init_pid: int, command: Sequence[str], *, root: bool = False) -> list[str]:
+    """The machine-side argv that runs `command` in `host` (as its user unless `root`)."""
+    as_app_user = host.is_phone and not root
+    workdir = host.home if (as_app_user or not host.is_phone) else "/"
+    argv = ["nsenter", "-t", str(init_pid), "-m", "-u", "-n", "-p", "--"]
+    if as_app_user:
+        argv += ["setpriv", f"--reuid={host.uid}", f"--regid={host.gid}", "--init-groups", "--"]
+        env = termux.termux_env(host)
+    else:
+        env = dict(LINUX_ENV)
+    if os.environ.get("TERM"):
+        env["TERM"] = os.environ["TERM"]
+    # env -i: nothing of the caller's environment leaks in; env searches the new PATH, so a
+    # phone's `sh` is $PREFIX/bin/sh as in a Termux session. env -C changes directory inside
+    # the host (nsenter's --wd would resolve the path on the machine).
+    return argv + [
+        "/usr/bin/env", "-i", f"--chdir={workdir}", *(f"{key}={value}" for key, value in env.items()), *command
+    ]
+
+
+def lab_exec(
+    name: str,
+    command: Sequence[str] | str,
+    *,
+    root: bool = False,
+    input: str | None = None,
+    timeout: float | None = 120,
+    capture: bool = True,
+    check: bool = False,
+    state: LabState | None = None,
+) -> subprocess.CompletedProcess:
+    """Run `command` (argv list, or a string for `sh -c`) in lab host `name`.
+
+    Returns the CompletedProcess (text output when `capture`); its returncode is the
+    command's. Raises LabNotUp/LabError for a lab that is not up or an unknown host.
+    """
+    state = state or load_state()
+    host = state.host(name)
+    argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+    return subprocess.run(
+        exec_argv(host, state.init_pid(name), argv, root=root),
+        input=input,
+        capture_output=capture,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )

@@ -1,0 +1,203 @@
+"""Each lab host's own storage and the spec its init runs (see hostinit.py).
+
+A host sees the machine's filesystem, except for the paths a deploy writes: those are
+bind-mounted from the host's directory under the lab state dir, inside the host's private
+mount namespace. So two hosts never see each other's files, the machine's files stay as they
+were, and `lab down` only has to delete the state dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from llamafleet.lab import sshd, termux
+from llamafleet.lab.topology import LabHost
+
+# Paths a deploy writes on a Linux host (llamafleet_dir /opt/llamafleet, runit services,
+# sysctl drop-ins, firewall rules, logs) plus the temporary directories. Each gets its own
+# per-host directory; /run becomes a fresh tmpfs.
+LINUX_PRIVATE_PATHS = (
+    "/root",
+    "/opt",
+    "/etc/sysctl.d",
+    "/etc/sv",
+    "/etc/service",
+    "/etc/iptables",
+    "/etc/nftables.d",
+    "/var/log/llamafleet",
+    "/tmp",
+    "/var/tmp",
+)
+# Per-host copies start with the machine's content here (a fresh Debian has these files);
+# other paths start empty. /etc/sv and /etc/service stay empty on purpose: the machine's
+# runit services (its own sshd) must not start inside the lab hosts.
+_COPY_MACHINE_CONTENT = ("/etc/sysctl.d",)
+_WORLD_WRITABLE = ("/tmp", "/var/tmp")
+
+# On Android, apps find no writable /tmp, /var/tmp or /dev/shm: the lab binds an empty
+# root-owned 0755 directory over them.
+PHONE_HIDDEN_PATHS = ("/tmp", "/var/tmp", "/dev/shm")
+
+LINUX_ENV = {
+    "HOME": "/root",
+    "USER": "root",
+    "LOGNAME": "root",
+    "SHELL": "/bin/bash",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
+
+RUNSVDIR = "/usr/bin/runsvdir"
+
+
+def mount_points(hosts: list[LabHost]) -> list[str]:
+    """Every path some host mounts over: it has to exist on the machine."""
+    points: list[str] = []
+    if any(host.is_phone for host in hosts):
+        points += ["/data", "/etc/passwd", "/etc/group", "/etc/profile", *PHONE_HIDDEN_PATHS, "/run"]
+    if any(not host.is_phone for host in hosts):
+        points += [*LINUX_PRIVATE_PATHS, "/run"]
+    return list(dict.fromkeys(points))
+
+
+def create_missing_dirs(paths: list[str]) -> list[str]:
+    """mkdir each missing path (and missing parents); return the created dirs, parents first."""
+    created: list[str] = []
+    for path in paths:
+        missing = []
+        current = Path(path)
+        while not current.exists():
+            missing.append(current)
+            current = current.parent
+        for directory in reversed(missing):
+            directory.mkdir(mode=0o755)
+            created.append(str(directory))
+    return created
+
+
+def remove_created_dirs(created: list[str]) -> list[str]:
+    """rmdir what create_missing_dirs made, children first. A directory that something else
+    filled meanwhile is kept (and returned): it is no longer only ours."""
+    kept = []
+    for path in reversed(created):
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            kept.append(path)
+    return kept
+
+
+def _storage(host_dir: Path, path: str) -> Path:
+    """Per-host directory that stands in for `path` inside the host."""
+    return host_dir / "fs" / path.lstrip("/")
+
+
+def build_linux_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict:
+    """Storage and init spec of a Linux host (or the outsider): root, sshd on 22, runit."""
+    mounts = []
+    for path in LINUX_PRIVATE_PATHS:
+        storage = _storage(host_dir, path)
+        if path in _COPY_MACHINE_CONTENT and Path(path).is_dir():
+            shutil.copytree(path, storage, symlinks=True)
+        else:
+            storage.mkdir(parents=True, exist_ok=True)
+        storage.chmod(0o1777 if path in _WORLD_WRITABLE else 0o700 if path == "/root" else 0o755)
+        mounts.append({"type": "bind", "source": str(storage), "target": path})
+    mounts.append({"type": "tmpfs", "target": "/run", "options": "mode=0755"})
+
+    root_home = _storage(host_dir, "/root")
+    for dotfile, source in ((".bashrc", "/etc/skel/.bashrc"), (".profile", "/etc/skel/.profile")):
+        if Path(source).is_file():
+            shutil.copyfile(source, root_home / dotfile)
+    (root_home / ".ssh").mkdir(mode=0o700)
+    (root_home / ".ssh/authorized_keys").write_text(authorized_key.strip() + "\n")
+    (root_home / ".ssh/authorized_keys").chmod(0o600)
+
+    sshd_config = sshd.write_linux_sshd_files(host, host_dir / "ssh")
+    return {
+        "mounts": mounts,
+        # sshd chroots its pre-auth child into /run/sshd; /run/lock is Debian's lock dir.
+        "dirs": [{"path": "/run/sshd", "mode": 0o755}, {"path": "/run/lock", "mode": 0o1777}],
+        "user": None,
+        "env": LINUX_ENV,
+        "home": "/root",
+        "sshd": {"argv": [sshd.SSHD, "-D", "-e", "-f", str(sshd_config)], "as_user": False},
+        # Debian's runit layout (/etc/runit/2 runs the same), instead of systemd.
+        "runsvdir": {"argv": [RUNSVDIR, "-P", "/etc/service"], "cwd": "/", "pidfile": None},
+        "boot_dir": None,
+        # A reboot empties /tmp and /run, as Debian's boot does.
+        "volatile_dirs": ["/tmp", "/run"],
+        "volatile_files": [],
+    }
+
+
+def build_phone_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict:
+    """Storage and init spec of a phone: the Termux app user, sshd on 8022, Termux:Boot."""
+    data_root = _storage(host_dir, "/data")
+    data_root.mkdir(parents=True)
+    termux.build_phone_data(host, data_root, authorized_key)
+    etc = host_dir / "etc"
+    groups = termux.write_identity_files(host, etc)
+    empty = host_dir / "fs" / "android-empty"
+    empty.mkdir(mode=0o755)
+    empty.chmod(0o755)
+
+    mounts = [{"type": "bind", "source": str(data_root), "target": "/data"}]
+    mounts += [{"type": "bind", "source": str(etc / name), "target": f"/etc/{name}"} for name in ("passwd", "group", "profile")]
+    mounts += [{"type": "bind", "source": str(empty), "target": path} for path in PHONE_HIDDEN_PATHS]
+    mounts.append({"type": "tmpfs", "target": "/run", "options": "mode=0755"})
+    return {
+        "mounts": mounts,
+        "dirs": [],
+        "user": {"uid": host.uid, "gid": host.gid, "groups": groups},
+        "env": termux.termux_env(host),
+        "home": termux.TERMUX_HOME,
+        "sshd": {
+            "argv": [sshd.SSHD, "-D", "-e", "-f", f"{termux.TERMUX_PREFIX}/etc/ssh/sshd_config"],
+            "as_user": True,
+        },
+        # What termux-services' service-daemon runs: runsvdir on $SVDIR, pid file included.
+        "runsvdir": {
+            "argv": [f"{termux.TERMUX_BIN}/runsvdir", termux.TERMUX_SVDIR],
+            "cwd": termux.TERMUX_PREFIX,
+            "pidfile": termux.SERVICE_DAEMON_PIDFILE,
+        },
+        "boot_dir": termux.TERMUX_BOOT_DIR,
+        "boot_shell": f"{termux.TERMUX_BIN}/sh",
+        # Android's reboot drops the app's wake lock.
+        "volatile_dirs": [],
+        "volatile_files": [termux.WAKE_LOCK_FILE],
+    }
+
+
+def prepare_host(host: LabHost, host_dir: Path, authorized_key: str) -> Path:
+    """Build the host's storage and write its init spec; return the spec's path."""
+    (host_dir / "log").mkdir(parents=True)
+    if host.is_phone:
+        spec = build_phone_host(host, host_dir, authorized_key)
+    else:
+        spec = build_linux_host(host, host_dir, authorized_key)
+    spec.update(
+        name=host.name,
+        kind=host.kind,
+        hostname=host.name,
+        netns=host.netns,
+        log_dir=str(host_dir / "log"),
+        status_file=str(host_dir / "status.json"),
+    )
+    spec_path = host_dir / "init.json"
+    spec_path.write_text(json.dumps(spec, indent=1) + "\n")
+    return spec_path
+
+
+def host_public_key(host: LabHost, host_dir: Path) -> str:
+    """The host's sshd public key (for known_hosts)."""
+    if host.is_phone:
+        etc_ssh = termux.in_data(_storage(host_dir, "/data"), termux.TERMUX_PREFIX + "/etc/ssh")
+        return sshd.read_public_key(etc_ssh / sshd.HOST_KEY_NAME)
+    return sshd.read_public_key(host_dir / "ssh" / sshd.HOST_KEY_NAME)

@@ -1,0 +1,338 @@
+"""Bring the lab up, take it down, reboot a host, report status.
+
+`up` records every piece it creates in the state file before creating the next, and on any
+failure calls `down`, which removes whatever the state (or the lab's naming prefix) shows:
+a failed or interrupted `up` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from llamafleet.lab import hostinit, hostsetup, network, sshd
+from llamafleet.lab.state import MARKER_FILE, LabError, LabNotUp, LabState, load_state
+from llamafleet.lab.topology import LabHost, plan_hosts, state_dir
+
+SSH_WAIT_SECONDS = 20.0
+LAUNCH_TIMEOUT = 60.0
+REBOOT_TIMEOUT = 30.0
+INIT_EXIT_TIMEOUT = 10.0
+REQUIRED_PROGRAMS = ("ip", "nft", "nsenter", "setpriv", "ssh-keygen", "dpkg", sshd.SSHD, hostsetup.RUNSVDIR)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise PermissionError(
+            "llamafleet lab needs root: it creates network namespaces, a bridge, mounts and sshd "
+            "processes. Run it as root (e.g. `sudo llamafleet lab ...`)."
+        )
+
+
+@contextlib.contextmanager
+def lab_lock():
+    """One lab command at a time. The lock is on the state dir's parent (which always exists
+    and is not ours to create), so it leaves no file behind."""
+    parent = state_dir().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _missing_programs() -> list[str]:
+    return [program for program in REQUIRED_PROGRAMS if not shutil.which(program)]
+
+
+# --- up -------------------------------------------------------------------------------------
+
+
+@dataclass
+class UpResult:
+    state: LabState
+    already_up: bool
+    seconds: float
+
+
+def up(phones: int = 2, linux: int = 2, *, progress=None) -> UpResult:
+    """Bring the lab up (idempotent: an identical running lab is left as it is).
+
+    Raises LabError when a lab of another size is up (take it down first) or a previous lab
+    left pieces behind.
+    """
+    require_root()
+    hosts = plan_hosts(phones, linux)  # ValueError for impossible sizes, before touching anything
+    say = progress or (lambda message: None)
+    with lab_lock():
+        try:
+            existing = load_state()
+        except LabNotUp:
+            existing = None
+        if existing is not None:
+            return UpResult(_check_existing(existing, phones, linux), already_up=True, seconds=0.0)
+        leftovers = network.leftovers()
+        if leftovers:
+            raise LabError(
+                "pieces of an earlier lab are still there (" + ", ".join(leftovers) + "): run `llamafleet lab down` first"
+            )
+        missing = _missing_programs()
+        if missing:
+            raise LabError("the lab needs these programs, which are missing: " + ", ".join(missing))
+        started = time.monotonic()
+        directory = state_dir()
+        _check_state_dir_location(directory, hosts)
+        if directory.exists() and any(directory.iterdir()):
+            raise LabError(f"{directory} exists and is not empty, but holds no lab: remove it or set LLAMAFLEET_LAB_DIR")
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)  # phone users must not reach the lab key or other hosts' files
+        (directory / MARKER_FILE).write_text("state directory of `llamafleet lab`; `lab down` deletes it\n")
+        state = LabState(directory=directory, phones=phones, linux=linux, hosts=hosts, started_at=time.time())
+        state.save()
+        try:
+            _build(state, say)
+        except BaseException:
+            say("lab up failed: taking down what was built")
+            _down_locked(state_dir())
+            raise
+        return UpResult(state, already_up=False, seconds=time.monotonic() - started)
+
+
+def _check_state_dir_location(directory: Path, hosts: list[LabHost]) -> None:
+    """Hosts read their sshd config and write logs in the state dir, so it must not be below
+    a path that the hosts replace with their own (/tmp, /root, /run, ...)."""
+    resolved = directory.resolve()
+    for point in hostsetup.mount_points(hosts):
+        if resolved == Path(point) or Path(point) in resolved.parents:
+            raise LabError(
+                f"the lab state dir {directory} is below {point}, which every lab host replaces with "
+                "its own: set LLAMAFLEET_LAB_DIR to a directory elsewhere (default /var/lib/llamafleet-lab)"
+            )
+
+
+def _check_existing(state: LabState, phones: int, linux: int) -> LabState:
+    if (state.phones, state.linux) != (phones, linux):
+        raise LabError(
+            f"a lab with {state.phones} phones and {state.linux} Linux hosts is up; "
+            f"run `llamafleet lab down` first to get {phones} phones and {linux} Linux hosts"
+        )
+    dead = [host.name for host in state.hosts if not _init_alive(state.init_pids.get(host.name))]
+    if state.phase != "up" or dead:
+        raise LabError(
+            "the lab's state says it is up, but "
+            + (f"these hosts are not running: {', '.join(dead)}" if dead else "it never finished starting")
+            + " (machine rebooted?): run `llamafleet lab down`, then `llamafleet lab up`"
+        )
+    return state
+
+
+def _build(state: LabState, say) -> None:
+    say("generating the lab key")
+    authorized_key = sshd.generate_keypair(state.ssh_key, "llamafleet-lab")
+
+    say("creating mount points the hosts need")
+    state.created_paths = hostsetup.create_missing_dirs(hostsetup.mount_points(state.hosts))
+    state.save()
+
+    say("building each host's storage")
+    specs = {host.name: hostsetup.prepare_host(host, state.host_dir(host.name), authorized_key) for host in state.hosts}
+
+    say("creating the bridge and network namespaces")
+    state.network_created = True  # saved first: a half-made network must be cleaned up too
+    state.save()
+    network.create_network(state.hosts)
+
+    say("starting the hosts")
+    launchers = {
+        name: subprocess.Popen(
+            [sys.executable, "-I", "-S", hostinit.__file__, "launch", str(spec)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, spec in specs.items()
+    }
+    failures = []
+    for name, launcher in launchers.items():
+        stdout, stderr = launcher.communicate(timeout=LAUNCH_TIMEOUT)
+        try:
+            report = json.loads(stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            failures.append(f"{name}: launcher failed: {stderr.strip() or stdout.strip()}")
+            continue
+        state.init_pids[name] = int(report["init_pid"])
+        if not report["ready"]:
+            failures.append(f"{name}: {report['message']} (see {state.log_dir(name) / 'init.log'})")
+    state.save()
+    if failures:
+        raise LabError("lab hosts failed to start:\n  " + "\n  ".join(failures))
+
+    say("waiting for every sshd")
+    _wait_for_ssh(state)
+    lines = [sshd.known_hosts_line(host, hostsetup.host_public_key(host, state.host_dir(host.name))) for host in state.hosts]
+    state.known_hosts.write_text("\n".join(lines) + "\n")
+    state.phase = "up"
+    state.save()
+
+
+def _wait_for_ssh(state: LabState) -> None:
+    deadline = time.monotonic() + SSH_WAIT_SECONDS
+    waiting = list(state.hosts)
+    while waiting:
+        waiting = [host for host in waiting if not sshd.ssh_answers(host.address, host.ssh_port, timeout=0.5)]
+        if waiting and time.monotonic() > deadline:
+            names = ", ".join(f"{host.name} ({host.address}:{host.ssh_port})" for host in waiting)
+            raise LabError(f"sshd did not answer within {SSH_WAIT_SECONDS:.0f}s on: {names}")
+        if waiting:
+            time.sleep(0.05)
+
+
+# --- down -----------------------------------------------------------------------------------
+
+
+@dataclass
+class DownResult:
+    was_up: bool
+    seconds: float
+    problems: list[str]
+
+
+def down() -> DownResult:
+    """Remove everything the lab created: processes, namespaces, bridge, mount points, state.
+
+    Works on half-built labs too, and finds a crashed lab's network pieces by their names.
+    """
+    require_root()
+    with lab_lock():
+        return _down_locked(state_dir())
+
+
+def _down_locked(directory: Path) -> DownResult:
+    started = time.monotonic()
+    try:
+        state = load_state(directory)
+    except LabNotUp:
+        state = None
+    init_pids = set(state.init_pids.values()) if state else set()
+    init_pids |= _running_inits(directory)
+    if state is None and not init_pids and not network.leftovers() and not directory.exists():
+        return DownResult(was_up=False, seconds=0.0, problems=[])
+
+    problems = []
+    for pid in init_pids:
+        if _init_alive(pid):
+            # PID 1 of the host's PID namespace: the kernel kills the whole host with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + INIT_EXIT_TIMEOUT
+    while (alive := [pid for pid in init_pids if _process_exists(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive:
+        problems.append(f"init processes still present after {INIT_EXIT_TIMEOUT:.0f}s: {sorted(alive)}")
+
+    problems += network.destroy_network()
+    if state is not None:
+        kept = hostsetup.remove_created_dirs(state.created_paths)
+        problems += [f"kept {path}: not empty any more" for path in kept]
+    if directory.exists():
+        if (directory / MARKER_FILE).exists():
+            shutil.rmtree(directory)
+        else:
+            problems.append(f"kept {directory}: it has no {MARKER_FILE} marker, so it is not the lab's")
+    return DownResult(was_up=True, seconds=time.monotonic() - started, problems=problems)
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.rstrip(b"\0").decode(errors="replace").split("\0")
+
+
+def _is_lab_init(pid: int | None, directory: Path | None = None) -> bool:
+    """True for a running host init (checked by its command line, so a recycled pid after a
+    machine reboot is never killed)."""
+    if not pid:
+        return False
+    argv = _cmdline(pid)
+    if len(argv) < 4 or not argv[-4].endswith("hostinit.py") or argv[-3] != "init":
+        return False
+    return directory is None or argv[-2].startswith(str(directory) + "/")
+
+
+def _init_alive(pid: int | None) -> bool:
+    return _is_lab_init(pid) and not _is_zombie(pid)
+
+
+def _running_inits(directory: Path) -> set[int]:
+    """Host inits of this state dir, found by command line (covers a lost state file)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _is_lab_init(int(entry.name), directory):
+            pids.add(int(entry.name))
+    return pids
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _process_exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+# --- reboot, status -------------------------------------------------------------------------
+
+
+def reboot(name: str, *, state: LabState | None = None) -> dict:
+    """Reboot one host: every process but sshd and init dies, runsvdir restarts, and (phones)
+    the Termux:Boot scripts run. Returns the host's boot status once the boot is done."""
+    require_root()
+    state = state or load_state()
+    host = state.host(name)
+    pid = state.init_pid(name)
+    if not _init_alive(pid):
+        raise LabError(f"lab host {host.name} is not running (init pid {pid} is gone): run `llamafleet lab down` and `up`")
+    before = state.boot_status(name).get("boot_count", 0)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + REBOOT_TIMEOUT
+    while time.monotonic() < deadline:
+        status = state.boot_status(name)
+        if status.get("boot_count", 0) > before:
+            return status
+        time.sleep(0.05)
+    raise LabError(f"{host.name} did not finish rebooting within {REBOOT_TIMEOUT:.0f}s (see {state.log_dir(name)})")
+
+
+def status(state: LabState | None = None) -> list[dict]:
+    """One entry per host: name, kind, address, ssh_port, user, up (sshd answering)."""
+    state = state or load_state()
+
+    def describe(host: LabHost) -> dict:
+        return {
+            "name": host.name,
+            "kind": host.kind,
+            "address": host.address,
+            "ssh_port": host.ssh_port,
+            "user": host.user,
+            "up": sshd.ssh_answers(host.address, host.ssh_port, timeout=1.0),
+        }
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(describe, state.hosts))

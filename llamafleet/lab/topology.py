@@ -1,0 +1,151 @@
+"""Who is in the lab: names, kinds, addresses, ports and users of the simulated hosts.
+
+Pure data, no side effects: `plan_hosts(phones, linux)` decides the whole layout, and every
+other lab module (network, storage, inventory) reads it from there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# The lab lives on the RFC 2544 benchmarking range: it never collides with a real LAN and no
+# packet for it should ever leave this machine.
+SUBNET = ipaddress.ip_network("198.18.0.0/24")
+CONTROLLER_ADDRESS = "198.18.0.1"
+
+# Names of the pieces the lab adds to the machine. One prefix, so `lab down` (and a human) can
+# find leftovers of a crashed lab by name.
+BRIDGE = "lflab0"
+NETNS_PREFIX = "lflab-"
+VETH_PREFIX = "lfl-"
+NFT_TABLE = "llamafleet_lab"
+
+PHONE_SSH_PORT = 8022  # Termux's sshd: an app cannot bind ports below 1024
+LINUX_SSH_PORT = 22
+
+# Address plan inside SUBNET: linux<i> = .10+i, phone<i> = .100+i, outsider = .250.
+_LINUX_BASE = 10
+_PHONE_BASE = 100
+_OUTSIDER_HOST = 250
+MAX_LINUX = 80
+MAX_PHONES = 99
+
+# Android gives app <N> the uid 10000+N and the name u0_a<N>; the lab's phones are apps 201, 202...
+_ANDROID_APP_UID_BASE = 10000
+_FIRST_PHONE_APP_ID = 201
+
+KINDS = ("phone", "linux", "outsider")
+
+DEFAULT_STATE_DIR = Path("/var/lib/llamafleet-lab")
+STATE_DIR_ENV = "LLAMAFLEET_LAB_DIR"
+
+
+def state_dir() -> Path:
+    """The lab's state directory: $LLAMAFLEET_LAB_DIR, else /var/lib/llamafleet-lab."""
+    override = os.environ.get(STATE_DIR_ENV)
+    return Path(override) if override else DEFAULT_STATE_DIR
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One simulated host. `uid`/`gid` are the SSH user's (0 for root)."""
+
+    name: str
+    kind: str  # "phone", "linux" or "outsider"
+    address: str
+    ssh_port: int
+    user: str
+    uid: int
+    gid: int
+    home: str
+
+    @property
+    def netns(self) -> str:
+        """Name of the host's network namespace (as listed by `ip netns`)."""
+        return NETNS_PREFIX + self.name
+
+    @property
+    def veth(self) -> str:
+        """Root-namespace end of the host's veth pair (plugged into the bridge)."""
+        return VETH_PREFIX + self.name
+
+    @property
+    def is_phone(self) -> bool:
+        return self.kind == "phone"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LabHost":
+        return cls(**{field: data[field] for field in cls.__dataclass_fields__})
+
+
+def _address(host_number: int) -> str:
+    return str(SUBNET.network_address + host_number)
+
+
+def phone_user(index: int) -> tuple[str, int]:
+    """The Android app user of phone <index> (1-based): ("u0_a201", 10201) for phone1."""
+    app_id = _FIRST_PHONE_APP_ID + index - 1
+    return f"u0_a{app_id}", _ANDROID_APP_UID_BASE + app_id
+
+
+def plan_hosts(phones: int, linux: int) -> list[LabHost]:
+    """All lab hosts for the given sizes: linux1..M (linux1 is the master), phone1..N, outsider.
+
+    Raises ValueError for sizes the address plan cannot hold. At least one Linux host is
+    needed: linux1 is the cluster's master.
+    """
+    if not 0 <= phones <= MAX_PHONES:
+        raise ValueError(f"--phones must be between 0 and {MAX_PHONES}, got {phones}")
+    if not 1 <= linux <= MAX_LINUX:
+        raise ValueError(f"--linux must be between 1 and {MAX_LINUX} (linux1 is the master), got {linux}")
+
+    # Imported here to keep this module free of lab-internal dependencies at import time.
+    from llamafleet.lab.termux import TERMUX_HOME
+
+    hosts: list[LabHost] = []
+    for index in range(1, linux + 1):
+        hosts.append(
+            LabHost(
+                name=f"linux{index}",
+                kind="linux",
+                address=_address(_LINUX_BASE + index),
+                ssh_port=LINUX_SSH_PORT,
+                user="root",
+                uid=0,
+                gid=0,
+                home="/root",
+            )
+        )
+    for index in range(1, phones + 1):
+        user, uid = phone_user(index)
+        hosts.append(
+            LabHost(
+                name=f"phone{index}",
+                kind="phone",
+                address=_address(_PHONE_BASE + index),
+                ssh_port=PHONE_SSH_PORT,
+                user=user,
+                uid=uid,
+                gid=uid,
+                home=TERMUX_HOME,
+            )
+        )
+    hosts.append(
+        LabHost(
+            name="outsider",
+            kind="outsider",
+            address=_address(_OUTSIDER_HOST),
+            ssh_port=LINUX_SSH_PORT,
+            user="root",
+            uid=0,
+            gid=0,
+            home="/root",
+        )
+    )
+    return hosts
