@@ -1,0 +1,158 @@
+"""Where llamafleet keeps things on a device.
+
+Every task asks `device_paths(host)` instead of building paths itself, so the layout is decided in
+one place:
+
+    <base>/src/llama.cpp      -> symlink to the current source tree (swapped atomically)
+    <base>/build              CMake build tree (kept between runs: incremental, resumable)
+    <base>/releases/<id>      one directory per installed build: binaries + build-stamp.json
+    <base>/bin                -> symlink to the current release (swapped atomically)
+    <base>/logs               build.log and service logs
+    <base>/models             model files
+    <base>/run                pid files, lock files, transfer files
+    <base>/libexec            helper scripts llamafleet uploads (the build script)
+
+The base is the `llamafleet_dir` data key, else `$HOME/llamafleet` on Termux (the app's home is
+the only place an app may write) and `/opt/llamafleet` on Linux.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from pyinfra.api.exceptions import OperationValueError
+
+TERMUX_BASE_NAME = "llamafleet"
+LINUX_DEFAULT_BASE = "/opt/llamafleet"
+
+
+class LayoutError(OperationValueError):
+    """The data describing where llamafleet lives on a host is unusable (a ValueError that
+    pyinfra's CLI reports in one line before anything runs)."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Absolute paths of llamafleet's directories on one device."""
+
+    base: str
+    src: str
+    build: str
+    releases: str
+    bin: str
+    logs: str
+    models: str
+    run: str
+    libexec: str
+
+    @property
+    def llama_src(self) -> str:
+        """The current llama.cpp source tree (a symlink swapped when the source changes)."""
+        return f"{self.src}/llama.cpp"
+
+    @property
+    def stamp(self) -> str:
+        """The build stamp, next to the binaries it describes."""
+        return f"{self.bin}/build-stamp.json"
+
+    @property
+    def build_log(self) -> str:
+        return f"{self.logs}/build.log"
+
+    @property
+    def build_script(self) -> str:
+        return f"{self.libexec}/llamafleet-build.sh"
+
+
+def paths_for(base: str) -> Paths:
+    """The layout under one base directory (pure; `base` must be absolute)."""
+    base = posixpath.normpath(base)
+    return Paths(
+        base=base,
+        src=f"{base}/src",
+        build=f"{base}/build",
+        releases=f"{base}/releases",
+        bin=f"{base}/bin",
+        logs=f"{base}/logs",
+        models=f"{base}/models",
+        run=f"{base}/run",
+        libexec=f"{base}/libexec",
+    )
+
+
+def resolve_base(host_name: str, configured: Any, platform: dict | None) -> str:
+    """Decide the base directory from the `llamafleet_dir` data and the DevicePlatform fact.
+
+    `~` and `~/x` are expanded with the device's home. Anything else must be absolute: a relative
+    path would depend on the SSH login directory, which differs between Termux and Linux.
+    """
+    platform = platform or {}
+    home = platform.get("home") or ""
+    if configured is not None:
+        if not isinstance(configured, str) or not configured.strip():
+            raise LayoutError(
+                f"{host_name}: llamafleet_dir: expected an absolute path, got {configured!r}"
+            )
+        value = configured.strip()
+        if value == "~" or value.startswith("~/"):
+            if not home:
+                raise LayoutError(
+                    f"{host_name}: llamafleet_dir: cannot expand {value!r}, the device's home is unknown"
+                )
+            value = home + value[1:]
+        if not value.startswith("/"):
+            raise LayoutError(
+                f"{host_name}: llamafleet_dir: expected an absolute path, got {configured!r}"
+            )
+        return posixpath.normpath(value)
+
+    if platform.get("platform") == "termux":
+        if not home:
+            raise LayoutError(
+                f"{host_name}: llamafleet_dir: not set and the Termux home directory is unknown"
+            )
+        return posixpath.join(home, TERMUX_BASE_NAME)
+    return LINUX_DEFAULT_BASE
+
+
+# The platform of a device does not change during a deploy, and pyinfra 3.10 does not cache
+# facts: remember it per deploy (State) and host name, so every task asking for paths costs one
+# SSH round trip in total. Keyed by the State, not the host: inside deploy code `host` is
+# pyinfra's context proxy, whose hash and equality follow whichever host is current.
+_platform_cache: "weakref.WeakKeyDictionary[Any, dict[str, dict]]" = weakref.WeakKeyDictionary()
+
+
+def device_platform(host) -> dict:
+    """The DevicePlatform fact of `host`, read once per host and deploy."""
+    per_state = _platform_cache.setdefault(host.state, {})
+    cached = per_state.get(host.name)
+    if cached is not None:
+        return cached
+    from llamafleet.facts.device import DevicePlatform  # lazy: facts import pyinfra
+
+    platform = host.get_fact(DevicePlatform) or {}
+    if platform.get("platform"):
+        per_state[host.name] = platform
+    return platform
+
+
+def platform_name(host) -> str:
+    """"termux" or "linux" for `host`; anything else is an error naming the host."""
+    name = device_platform(host).get("platform")
+    if name not in ("termux", "linux"):
+        raise LayoutError(
+            f"{host.name}: platform: could not tell Termux from Linux on this host (got {name!r})"
+        )
+    return name
+
+
+def device_paths(host) -> Paths:
+    """Where llamafleet's files live on `host` (reads `llamafleet_dir` and DevicePlatform)."""
+    configured = host.data.get("llamafleet_dir")
+    platform = None
+    if configured is None or str(configured).startswith("~"):
+        platform = device_platform(host)
+    return paths_for(resolve_base(host.name, configured, platform))

@@ -1,0 +1,6 @@
+"""llamafleet's own pyinfra operations (`termux.packages`, `source.*`, `build.*`).
+
+pyinfra names an operation after its module, so these read as `termux.packages` etc. in the
+deploy output. Pure helpers that the operations share live next to them (`hostdata`, `buildinputs`,
+`archive`) and never import pyinfra's global host/state.
+"""

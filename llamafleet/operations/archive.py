@@ -1,0 +1,85 @@
+"""Inspect a llama.cpp source archive on the controller (pure Python, no pyinfra).
+
+Two layouts are accepted:
+- a llama.cpp tree, at the top of the archive or under one directory (`llama.cpp-b6000/`),
+- a llama-cpp-python sdist, whose llama.cpp is vendored at `<name>/vendor/llama.cpp/`.
+The llama.cpp root is the directory holding `CMakeLists.txt` and `llama.h` (in `include/` since
+mid 2024, at the top before). Results are memoised per file version: the archive is ~75 MB and
+every host of a deploy asks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from collections.abc import Iterable
+
+_CHUNK = 1024 * 1024
+_memo: dict[tuple, str] = {}
+
+
+class ArchiveError(ValueError):
+    """The archive is missing, unreadable or holds no llama.cpp tree."""
+
+
+def _file_version(path: str) -> tuple:
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise ArchiveError(f"cannot read {path}: {error.strerror}") from error
+    return (os.path.realpath(path), info.st_size, info.st_mtime_ns)
+
+
+def sha256_file(path: str) -> str:
+    """sha256 of a local file, memoised while the file is unchanged."""
+    key = ("sha256",) + _file_version(path)
+    if key not in _memo:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while block := handle.read(_CHUNK):
+                digest.update(block)
+        _memo[key] = digest.hexdigest()
+    return _memo[key]
+
+
+def llama_root(members: Iterable[str]) -> str:
+    """The llama.cpp root inside an archive listing: "" (top) or a prefix ending in "/".
+
+    Raises ArchiveError when there is none, or when two candidates are equally likely.
+    """
+    files = set()
+    for name in members:
+        while name.startswith("./"):
+            name = name[2:]
+        if name and not name.endswith("/"):
+            files.add(name)
+
+    candidates = []
+    for name in files:
+        if name == "CMakeLists.txt" or name.endswith("/CMakeLists.txt"):
+            root = name[: -len("CMakeLists.txt")]
+            if f"{root}include/llama.h" in files or f"{root}llama.h" in files:
+                candidates.append(root)
+    if not candidates:
+        raise ArchiveError("no llama.cpp tree (CMakeLists.txt next to include/llama.h) in the archive")
+
+    vendored = [root for root in candidates if root.endswith("vendor/llama.cpp/")]
+    pool = vendored or candidates
+    depth = min(root.count("/") for root in pool)
+    shallowest = sorted(root for root in pool if root.count("/") == depth)
+    if len(shallowest) > 1:
+        raise ArchiveError(f"more than one llama.cpp tree in the archive: {', '.join(shallowest)}")
+    return shallowest[0]
+
+
+def archive_llama_root(path: str) -> str:
+    """The llama.cpp root inside the .tar.gz at `path` (see `llama_root`)."""
+    key = ("root",) + _file_version(path)
+    if key not in _memo:
+        try:
+            with tarfile.open(path, "r:*") as archive:
+                _memo[key] = llama_root(archive.getnames())
+        except (tarfile.TarError, OSError, EOFError) as error:
+            raise ArchiveError(f"cannot list {path}: {error}") from error
+    return _memo[key]
