@@ -85,7 +85,7 @@ if me.role == "master":
             description=f"llama-server on {server_host}:{server_port} with {len(endpoints)} RPC workers",
             argv=argv,
             wait_for=endpoints,
-            stamp=cluster.binary_stamp(host),
+            restart_if=cluster.binaries_changed(host),
         ),
         manager=manager,
         prefix=platform.get("prefix"),

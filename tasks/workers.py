@@ -30,7 +30,7 @@ if me.role == "worker":
             description=f"ggml-rpc-server, rank {me.rank}, {me.address}:{me.rpc_port}",
             argv=argv,
             env=env,
-            stamp=cluster.binary_stamp(host),
+            restart_if=cluster.binaries_changed(host),
             writable=[f"{paths.base}/cache"],
         ),
         manager=cluster.service_manager(host),

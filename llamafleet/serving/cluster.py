@@ -69,9 +69,11 @@ def rpc_binary_name(target) -> str:
     return "ggml-rpc-server"
 
 
-def binary_stamp(target) -> str | None:
-    """An identity of the binaries the build task installs, so services restart when it changes."""
-    return None
+def binaries_changed(target):
+    """An `_if` callback: did this deploy install new binaries on the host (restart its services)."""
+    from llamafleet.operations.build import binaries_changed as changed
+
+    return lambda: changed(target)
 
 
 def text_file(content: str):

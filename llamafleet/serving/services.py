@@ -1,14 +1,14 @@
 """Supervised services: termux-services (runit) on Termux, runit or systemd on Linux.
 
 A service is written from templates (run script, log script or unit), enabled, and restarted
-only when its definition changed; the binary's build stamp is part of the definition, so a new
-binary restarts the service too. Otherwise `host.noop`.
+only when its definition changed or the build task installed a new binary; otherwise noop.
 """
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 from pyinfra import host
@@ -30,7 +30,9 @@ class Service:
     # (name, address, port) endpoints the run script waits for, bounded by wait_seconds.
     wait_for: list[tuple[str, str, int]] = field(default_factory=list)
     wait_seconds: int = 120
-    stamp: str | None = None
+    # Called at execution time: True when the service must restart although its definition did
+    # not change (a new binary was installed).
+    restart_if: Callable[[], bool] | None = None
     writable: list[str] = field(default_factory=list)
 
     @property
@@ -136,7 +138,6 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
         wait_for=service.wait_for,
         wait_seconds=service.wait_seconds,
         command=service.command,
-        stamp=service.stamp,
     )
     if manager == "systemd":
         unit = files.template(
@@ -152,7 +153,7 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
             service=unit_name,
             daemon_reload=True,
             restarted=True,
-            _if=unit.did_change,
+            _if=lambda: unit.did_change() or bool(service.restart_if and service.restart_if()),
         )
         systemd.service(name=f"{service.name}: enabled and running", service=unit_name, running=True, enabled=True)
         return
@@ -183,6 +184,6 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
     server.shell(
         name=f"{service.name}: restart (definition or binary changed)",
         commands=[f"SVDIR={shlex.quote(layout.svdir)} sv restart {shlex.quote(service.name)} || true"],
-        _if=lambda: run.did_change() or log_run.did_change(),
+        _if=lambda: run.did_change() or log_run.did_change() or bool(service.restart_if and service.restart_if()),
     )
     runit_running(name=f"{service.name}: running", svdir=layout.svdir, service=service.name)

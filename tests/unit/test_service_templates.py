@@ -21,7 +21,7 @@ def run_script(service: Service, shell: str = "/bin/bash") -> str:
     return render(
         "runit/run.j2", shell=shell, description=service.description, manager="runit", log_dir="/tmp/x",
         env=service.env, wait_for=service.wait_for, wait_seconds=service.wait_seconds,
-        command=service.command, stamp=service.stamp,
+        command=service.command,
     )
 
 
