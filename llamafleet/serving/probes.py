@@ -12,9 +12,17 @@ from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, operation
 
 
-def _tcp_probe(address: str, port: int) -> str:
-    # bash's /dev/tcp needs no netcat, which Termux does not have by default.
-    return f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>/dev/null"
+def tcp_reachable(address: str, port: int) -> str:
+    """A shell test: true when address:port is reachable from this host.
+
+    An rpc-server serves one client at a time and listens with a backlog of 1: while
+    llama-server holds its connection, a probe connection is never accepted and stays queued,
+    and the next probe's SYN is dropped. So an established connection to the endpoint counts
+    as proof and no probe is made; only otherwise does bash's /dev/tcp (no netcat needed, which
+    Termux lacks by default) try to connect.
+    """
+    established = f"ss -Htn state established 'dst {address}:{port}' 2>/dev/null | grep -q ."
+    return f"{{ {established} || timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>/dev/null; }}"
 
 
 class UnreachableEndpoints(FactBase):
@@ -28,7 +36,7 @@ class UnreachableEndpoints(FactBase):
 
     def command(self, endpoints: list[tuple[str, str, int]]) -> str:
         checks = [
-            f"{_tcp_probe(address, port)} || echo {shlex.quote(f'{name} ({address}:{port})')}"
+            f"{tcp_reachable(address, port)} || echo {shlex.quote(f'{name} ({address}:{port})')}"
             for name, address, port in endpoints
         ]
         return "; ".join(checks) + "; true"
@@ -51,7 +59,7 @@ def endpoints_reachable(endpoints: list[tuple[str, str, int]], timeout: int = 12
         host.noop(f"{len(endpoints)} endpoints answer")
         return
     probes = " ".join(
-        f"{_tcp_probe(address, port)} || missing=\"$missing {name}({address}:{port})\";"
+        f"{tcp_reachable(address, port)} || missing=\"$missing {name}({address}:{port})\";"
         for name, address, port in endpoints
     )
     script = (

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from llamafleet.lab import down, lab_exec, load_state, reboot, up
+from llamafleet.serving.probes import tcp_reachable
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -58,8 +59,7 @@ def sv_pid(host: str, service: str, svdir: str) -> int | None:
 
 
 def port_open(from_host: str, address: str, port: int) -> bool:
-    probe = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}'"
-    return lab_exec(from_host, probe).returncode == 0
+    return lab_exec(from_host, tcp_reachable(address, port)).returncode == 0
 
 
 @pytest.fixture(scope="module")

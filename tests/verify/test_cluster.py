@@ -8,6 +8,7 @@ import urllib.request
 
 from llamafleet.serving.firewall import CHAIN, FirewallPolicy, PortRule, iptables_rules
 from llamafleet.serving.model import local_sha256, model_dest
+from llamafleet.serving.probes import tcp_reachable
 from llamafleet.serving.netsettings import NET_SETTINGS, SettableSysctls
 from llamafleet.verify_cli import complete
 
@@ -95,9 +96,8 @@ def test_linux_sysctl_values(sysctl_node):
     for setting in NET_SETTINGS:
         if setting.key not in settable:
             continue  # the machine's alone here (network namespace): the drop-in keeps it for boot
-        actual = node.host.sysctl(setting.key)
-        wanted = [int(v) for v in setting.value.split()] if " " in setting.value else int(setting.value)
-        assert actual == wanted, f"{node.name}: {setting.key} is {actual}, wanted {setting.value}"
+        actual = " ".join(str(node.host.sysctl(setting.key)).split())  # multi-value keys print tabs
+        assert actual == setting.value, f"{node.name}: {setting.key} is {actual}, wanted {setting.value}"
         checked += 1
     assert checked, "no llamafleet sysctl key is settable here"
     assert node.host.file("/etc/sysctl.d/90-llamafleet.conf").exists
@@ -126,7 +126,7 @@ def test_linux_firewall_rules(firewall_node, cluster):
 def test_master_reaches_every_worker(master, cluster):
     for worker in cluster.plan.workers():
         address, port = worker.connect.rsplit(":", 1)
-        probe = master.host.run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}'")
+        probe = master.host.run(tcp_reachable(address, int(port)))
         assert probe.rc == 0, f"{master.name} cannot reach {worker.name} at {worker.connect}"
 
 
