@@ -125,7 +125,7 @@ def test_killed_worker_is_back_within_5_seconds(lab):
     svdir = "/data/data/com.termux/files/usr/var/service"
     before = sv_pid("phone1", "llama-rpc", svdir)
     assert before, "llama-rpc is not running on phone1"
-    lab_exec("phone1", "pkill -KILL -f ggml-rpc-server")
+    lab_exec("phone1", "pkill -KILL -x ggml-rpc-server")
     deadline = time.monotonic() + 5
     after = None
     while time.monotonic() < deadline:

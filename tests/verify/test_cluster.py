@@ -141,8 +141,8 @@ def test_api_key_file_is_private(master):
 
 
 def test_master_health(master, cluster):
-    with urllib.request.urlopen(f"{cluster.plan.master.api_url}/health", timeout=10) as response:
-        assert json.loads(response.read()).get("status") == "ok"
+    # /health answers 503 while the model loads: a bounded wait, not a single look.
+    assert _wait_healthy(cluster.plan.master.api_url, 180)
 
 
 def _rpc_peers(worker) -> list[str]:
@@ -152,14 +152,44 @@ def _rpc_peers(worker) -> list[str]:
     return [line.split()[-1] for line in output.splitlines() if line.strip()]
 
 
+def _wait_healthy(api_url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=5) as response:
+                if json.loads(response.read()).get("status") == "ok":
+                    return True
+        except OSError:
+            pass
+        time.sleep(1)
+    return False
+
+
+def _complete_once_recovered(api_url: str, api_key: str, prompt: str) -> tuple[dict, int]:
+    """A completion, allowing one failure: llama-server aborts when it finds a worker
+    connection broken (a restarted worker; upstream behaviour), and its supervisor brings it
+    back in seconds with fresh connections. Returns the answer and the failures seen."""
+    failures = 0
+    while True:
+        assert _wait_healthy(api_url, 180), f"{api_url}/health not ok within 180 s"
+        try:
+            return complete(api_url, api_key, prompt, n_predict=16), failures
+        except OSError as error:
+            failures += 1
+            if failures > 1:
+                raise AssertionError(f"completion failed twice: {error}") from error
+            print(f"\ncompletion failed once ({error}); the master restarts after a worker restart")
+
+
 def test_completion_through_every_worker(master, cluster, api_key, node_for):
     started = time.monotonic()
-    answer = complete(cluster.plan.master.api_url, api_key, "The capital of France is", n_predict=16)
+    answer, failures = _complete_once_recovered(cluster.plan.master.api_url, api_key, "The capital of France is")
     elapsed = time.monotonic() - started
     assert answer.get("content", "").strip(), "empty completion"
     assert answer.get("tokens_predicted", 0) > 0
     print(f"\ncompletion: {answer['tokens_predicted']} tokens, "
-          f"{answer['timings']['predicted_per_second']:.1f} tokens/s, {elapsed:.2f} s: {answer['content']!r}")
+          f"{answer['timings']['predicted_per_second']:.1f} tokens/s, {elapsed:.2f} s"
+          f"{' after one master restart' if failures else ''}: {answer['content']!r}")
     for planned in cluster.plan.workers():
         assert _rpc_peers(node_for(planned.name)), (
             f"{planned.name}: no client connected to its RPC port: the master does not use it"
