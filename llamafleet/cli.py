@@ -14,6 +14,7 @@ _COMMAND_MODULES = (
     "llamafleet.cpu.cli",
     "llamafleet.validate_cli",
     "llamafleet.verify_cli",
+    "llamafleet.diagnose",
 )
 
 

@@ -159,3 +159,17 @@ def test_wrong_model_sha256_stops_before_any_change(lab):
     assert "model_sha256" in output and "gemma-3-270m-q4_k_m.gguf" in output
     assert re.search(r"linux1|phone1|phone2|linux2", output)
     assert lab_exec("linux1", "ls -l --time-style=+%s /opt/llamafleet/models").stdout == before
+
+
+def test_diagnose_reports_every_worker(lab):
+    """With the master stopped the workers are free, so diagnose makes a real RPC HELLO."""
+    lab_exec("linux1", "SVDIR=/etc/service sv down llama-server")
+    try:
+        result = run(str(BIN / "llamafleet"), "diagnose", INVENTORY, timeout=600)
+    finally:
+        lab_exec("linux1", "SVDIR=/etc/service sv up llama-server")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for worker in ("phone1", "phone2", "linux2"):
+        assert re.search(rf"{worker}\s+RPC protocol\s+OK\s+v7\.", result.stdout), result.stdout
+        assert re.search(rf"{worker}\s+bind address\s+OK", result.stdout), result.stdout
+    print("\n" + result.stdout)

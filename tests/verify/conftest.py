@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paramiko
 import pytest
 import testinfra
 
+from llamafleet.connect import ssh_client, ssh_target
 from llamafleet.gather import gather_facts
 from llamafleet.inventory_data import load_inventory
 from llamafleet.layout import paths_for, resolve_base
@@ -84,27 +84,14 @@ _CONNECTIONS: dict[str, Any] = {}
 
 
 def testinfra_host(cluster: Cluster, name: str):
-    """A testinfra host over paramiko, checking the host key like pyinfra does."""
-    if name in _CONNECTIONS:
-        return _CONNECTIONS[name]
-    data = cluster.data[name]
-    address = data.get("ssh_hostname") or name
-    port = int(data.get("ssh_port") or 22)
-    user = data.get("ssh_user") or "root"
-    target = testinfra.get_host(f"paramiko://{user}@{address}:{port}", ssh_identity_file=data.get("ssh_key"))
-    client = paramiko.SSHClient()
-    known_hosts = data.get("ssh_known_hosts_file")
-    if known_hosts:
-        client.load_host_keys(os.path.expanduser(known_hosts))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    else:
-        client.load_system_host_keys()
-        client.set_missing_host_key_policy(paramiko.WarningPolicy())
-    client.connect(address, port=port, username=user, key_filename=data.get("ssh_key"), timeout=15,
-                   allow_agent=False, look_for_keys=not data.get("ssh_key"))
-    target.backend.__dict__["client"] = client  # testinfra caches its client here
-    _CONNECTIONS[name] = target
-    return target
+    """A testinfra host over paramiko, connected the way pyinfra connects (host keys checked)."""
+    if name not in _CONNECTIONS:
+        data = cluster.data[name]
+        address, port, user = ssh_target(name, data)
+        target = testinfra.get_host(f"paramiko://{user}@{address}:{port}", ssh_identity_file=data.get("ssh_key"))
+        target.backend.__dict__["client"] = ssh_client(name, data)  # testinfra caches its client here
+        _CONNECTIONS[name] = target
+    return _CONNECTIONS[name]
 
 
 @dataclass
