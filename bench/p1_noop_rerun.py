@@ -1,0 +1,83 @@
+"""P1: a no-op re-run of the full deploy vs. the seeds' procedure re-run.
+
+The seeds' way to "re-run" a cluster is to rebuild by hand on every device: `rm -rf build`,
+configure, build the same targets (`-j4`, no ccache), all devices at once. llamafleet's re-run
+reads facts, finds nothing to do and changes nothing. Goal: <= 10 s and >= 50x faster.
+
+    python bench/p1_noop_rerun.py [--runs 3] [--seed-runs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+
+from common import deploy, deploy_dir, lab, lab_down, median, no_changes, report, require_root
+
+SEED_BUILD = (
+    "set -e; src={src}; rm -rf /tmp/seed-build; "
+    "cmake -S $src -B /tmp/seed-build -DBUILD_SHARED_LIBS=ON -DGGML_RPC=ON >/dev/null; "
+    "cmake --build /tmp/seed-build --config Release --target {target} -j4 >/dev/null; rm -rf /tmp/seed-build"
+)
+
+
+def seeds_rerun(state) -> float:
+    """All devices rebuild their targets from scratch at once, as the guides have users do."""
+    from llamafleet.lab import lab_exec
+
+    jobs = []
+    for host in state.hosts:
+        if host.kind == "outsider":
+            continue
+        base = f"{host.home}/llamafleet" if host.kind == "phone" else "/opt/llamafleet"
+        target = "llama-server" if host.name == "linux1" else "ggml-rpc-server"
+        # TMPDIR-safe scratch dir per platform: phones cannot write /tmp.
+        script = SEED_BUILD.format(src=f"{base}/src/llama.cpp", target=target)
+        if host.kind == "phone":
+            script = script.replace("/tmp/seed-build", f"{host.home}/seed-build")
+        jobs.append((host.name, script))
+
+    def build(job):
+        name, script = job
+        result = lab_exec(name, script, timeout=7200)
+        if result.returncode != 0:
+            raise RuntimeError(f"{name}: seeds' build failed: {result.stderr[-1500:]}")
+
+    import time
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        list(pool.map(build, jobs))
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed-runs", type=int, default=1, help="each is a full clean rebuild (~10 min on 2 cores)")
+    args = parser.parse_args()
+    require_root()
+    state = lab()
+    try:
+        workdir = deploy_dir("p1")
+        _, cold = deploy(workdir)
+        noop = []
+        for _ in range(args.runs):
+            result, seconds = deploy(workdir)
+            if not no_changes(result.stdout):
+                raise SystemExit("the re-run changed something: not a no-op\n" + result.stdout[-3000:])
+            noop.append(seconds)
+        seeds = [seeds_rerun(state) for _ in range(args.seed_runs)]
+    finally:
+        lab_down()
+    ratio = median(seeds) / median(noop)
+    report("p1_noop_rerun", [
+        ("cold deploy", f"{cold:.0f} s"),
+        (f"llamafleet no-op re-run (median of {len(noop)})", f"{median(noop):.1f} s  {['%.1f' % s for s in noop]}"),
+        (f"seeds' rebuild re-run (median of {len(seeds)})", f"{median(seeds):.0f} s"),
+        ("ratio", f"{ratio:.0f}x faster (goal >= 50x; no-op goal <= 10 s)"),
+    ], {"cold_s": cold, "noop_s": noop, "seeds_s": seeds, "ratio": ratio})
+
+
+if __name__ == "__main__":
+    main()
