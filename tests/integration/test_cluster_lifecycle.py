@@ -153,7 +153,7 @@ def test_rebooted_phone_comes_back_by_its_boot_script(lab):
 
 def test_wrong_model_sha256_stops_before_any_change(lab):
     before = lab_exec("linux1", "ls -l --time-style=+%s /opt/llamafleet/models").stdout
-    result, _ = deploy("--data", "model_sha256=" + "0" * 64)
+    result, _ = deploy("--data", "model_sha256=" + "f" * 64)  # not all digits: pyinfra would read an int
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "model_sha256" in output and "gemma-3-270m-q4_k_m.gguf" in output
