@@ -64,7 +64,7 @@ def main() -> None:
         noop = []
         for _ in range(args.runs):
             result, seconds = deploy(workdir)
-            if not no_changes(result.stdout):
+            if not no_changes(result.stdout + result.stderr):
                 raise SystemExit("the re-run changed something: not a no-op\n" + result.stdout[-3000:])
             noop.append(seconds)
         seeds = [seeds_rerun(state) for _ in range(args.seed_runs)]

@@ -28,7 +28,7 @@ def main() -> None:
             runs = []
             for _ in range(args.runs):
                 result, seconds = deploy(workdir)
-                if not no_changes(result.stdout):
+                if not no_changes(result.stdout + result.stderr):
                     raise SystemExit(f"{label}: the re-run changed something")
                 runs.append(seconds)
             results[label] = runs

@@ -137,8 +137,8 @@ llama_server_port = 8080
 # Context size for llama-server.
 llama_server_ctx = 2048
 
-# Sources (addresses or CIDRs) allowed to reach llama-server's port besides the master
-# itself. The controller's address is added when it is on the cluster network.
+# Sources (IPv4 addresses or CIDRs) allowed to reach llama-server's port besides the master
+# itself. Add the controller's address here if you call the API from it (the lab does).
 api_allowed_sources = []
 
 # --- Linux host settings (skipped on Termux: they need root) --------------------------------

@@ -25,6 +25,9 @@ if me.role == "master":
     etc = f"{paths.base}/etc"
     tunnelled = [worker for worker in plan.workers() if worker.transport == "tunnel"]
 
+    # Secrets live here: the directory is private before any of them is uploaded into it.
+    files.directory(name="Private directory for secrets", path=etc, mode="700")
+
     if tunnelled:
         private_key, _ = tunnel_key()
         files.put(name="Tunnel key", src=str(private_key), dest=f"{etc}/tunnel_ed25519", mode="600")
@@ -57,7 +60,7 @@ if me.role == "master":
             )
 
     key_on_device = f"{etc}/api-key"
-    files.put(name="API key (mode 600)", src=str(api_key_file()), dest=key_on_device, mode="600")
+    key_upload = files.put(name="API key (mode 600)", src=str(api_key_file()), dest=key_on_device, mode="600")
 
     workers = [(worker.name, *worker.connect.rsplit(":", 1)) for worker in plan.workers()]
     endpoints = [(name, address, int(port)) for name, address, port in workers]
@@ -85,7 +88,11 @@ if me.role == "master":
             description=f"llama-server on {server_host}:{server_port} with {len(endpoints)} RPC workers",
             argv=argv,
             wait_for=endpoints,
-            restart_if=cluster.binaries_changed(host),
+            # llama-server reads its model and key only at start: a new binary or a new key
+            # restarts it; a new model changes the definition (its sha256 is in the environment).
+            env=[("LLAMAFLEET_MODEL_SHA256", str(host.data.get("model_sha256")).lower())],
+            restart_if=lambda: cluster.binaries_changed(host)() or key_upload.did_change(),
+            prestart=cluster.prestart_lines(host, me),
         ),
         manager=manager,
         prefix=platform.get("prefix"),

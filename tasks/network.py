@@ -9,7 +9,15 @@ from pyinfra import host, logger
 from pyinfra.operations import files, server
 
 from llamafleet.serving.cluster import master_host, this_host
-from llamafleet.serving.firewall import FirewallBackend, FirewallPolicy, PortRule, iptables_chain, nftables_table
+from llamafleet.plan import is_loopback
+from llamafleet.serving.firewall import (
+    FirewallBackend,
+    FirewallPolicy,
+    PortRule,
+    effective_backend,
+    iptables_chain,
+    nftables_table,
+)
 from llamafleet.serving.netsettings import NET_SETTINGS, SYSCTL_DROPIN, SettableSysctls
 from llamafleet.serving.services import TEMPLATES
 
@@ -37,13 +45,14 @@ else:
     if host.data.get("firewall_enabled"):
         master = master_host()
         rules = []
-        if me.role == "worker" and me.transport == "direct":
+        # Any worker reachable beyond loopback is protected, whatever its transport.
+        if me.role == "worker" and not is_loopback(me.address):
             rules.append(PortRule(me.rpc_port, (master.cluster_address,), "RPC from the master"))
         if me.role == "master":
             port = int(host.data.get("llama_server_port"))
             sources = [me.cluster_address, *host.data.get("api_allowed_sources", [])]
             rules.append(PortRule(port, tuple(dict.fromkeys(sources)), "llama-server API"))
-        backend = host.data.get("firewall_backend") or host.get_fact(FirewallBackend)
+        backend = effective_backend(host.data.get("firewall_backend") or host.get_fact(FirewallBackend))
         policy = FirewallPolicy(rules)
         if backend == "iptables":
             iptables_chain(name="Firewall (iptables chain LLAMAFLEET)", policy=policy)
@@ -51,7 +60,7 @@ else:
             nftables_table(name="Firewall (nftables table llamafleet)", policy=policy)
         else:
             raise ValueError(
-                f"{host.name}: firewall_backend: {backend!r} is not supported yet by the deploy "
-                "(iptables and nftables are); set firewall_enabled = False to manage it yourself"
+                f"{host.name}: firewall_backend: no iptables or nft found on the host: install "
+                "nftables or iptables, or set firewall_enabled = False to manage it yourself"
             )
 

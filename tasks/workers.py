@@ -32,6 +32,7 @@ if me.role == "worker":
             env=env,
             restart_if=cluster.binaries_changed(host),
             writable=[f"{paths.base}/cache"],
+            prestart=cluster.prestart_lines(host, me),
         ),
         manager=cluster.service_manager(host),
         prefix=platform.get("prefix"),

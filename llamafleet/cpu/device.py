@@ -14,8 +14,8 @@ def parse_platform(lines: list[str]) -> dict:
     "prefix", "has_systemd", "service_manager"}.
 
     Termux: `$PREFIX` contains "com.termux" or `$TERMUX_VERSION` is set (the Termux app sets
-    both; sshd started from Termux passes them on). service_manager: termux-services when
-    its `sv-enable` helper exists; systemd when /run/systemd/system exists (systemd's own test
+    both; sshd started from Termux passes them on). service_manager: termux-services on
+    Termux (the packages task installs it; before that `sv-enable` may not exist yet); systemd when /run/systemd/system exists (systemd's own test
     for "booted with systemd"); runit when `runsvdir` exists; else None."""
     raw: dict[str, str] = {}
     for line in lines:
@@ -26,7 +26,7 @@ def parse_platform(lines: list[str]) -> dict:
     prefix = raw.get("prefix") or None
     is_termux = bool(raw.get("termux_version")) or "com.termux" in (prefix or "")
     has_systemd = raw.get("systemd") == "1"
-    if is_termux and raw.get("sv_enable"):
+    if is_termux:
         manager = "termux-services"
     elif has_systemd:
         manager = "systemd"

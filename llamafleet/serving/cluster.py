@@ -76,6 +76,21 @@ def binaries_changed(target):
     return lambda: changed(target)
 
 
+def prestart_lines(target, planned) -> list[str]:
+    """What a service on this host re-establishes before it starts, every time: the wake lock
+    on a phone (a sleeping worker stalls the cluster; taking it twice is harmless) and, on a
+    Linux host with a firewall, llamafleet's rules (the kernel forgets them at reboot)."""
+    from llamafleet.serving.firewall import FirewallBackend, effective_backend, restore_commands
+
+    if planned.platform == "termux":
+        return ["termux-wake-lock"]
+    if target.data.get("firewall_enabled") and (planned.role == "master" or planned.address != "127.0.0.1"):
+        backend = effective_backend(target.data.get("firewall_backend") or target.get_fact(FirewallBackend))
+        if backend in ("iptables", "nftables"):
+            return restore_commands(backend)
+    return []
+
+
 def text_file(content: str):
     """A file-like object for files.put (pyinfra compares its checksum with the device's copy)."""
     import io

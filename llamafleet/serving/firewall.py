@@ -20,7 +20,6 @@ CHAIN = "LLAMAFLEET"
 NFT_TABLE = "llamafleet"
 IPTABLES_RULES_FILE = "/etc/iptables/llamafleet.rules"
 NFT_RULES_FILE = "/etc/nftables.d/llamafleet.nft"
-BACKENDS = ("iptables", "nftables", "ufw", "firewalld")
 
 
 @dataclass(frozen=True)
@@ -215,25 +214,21 @@ def nftables_table(policy: FirewallPolicy, rules_file: str = NFT_RULES_FILE):
     yield StringCommand("nft", "-f", QuoteString(rules_file))
 
 
-def ufw_commands(policy: FirewallPolicy) -> list[str]:
-    """ufw rules for the policy (ufw evaluates in order: allows before the deny)."""
-    commands = []
-    for rule in policy.rules:
-        for source in rule.sources:
-            commands.append(f"ufw allow proto tcp from {source} to any port {rule.port} comment llamafleet")
-        commands.append(f"ufw deny proto tcp to any port {rule.port} comment llamafleet")
-    return commands
+def restore_commands(backend: str) -> list[str]:
+    """Shell lines that put the saved rules back, for a service to run before it starts: the
+    kernel forgets them at reboot and nothing else loads llamafleet's files at boot."""
+    if backend == "iptables":
+        return [
+            f"iptables-restore -w --noflush {IPTABLES_RULES_FILE}",
+            f"iptables -w -C INPUT -j {CHAIN} 2>/dev/null || iptables -w -I INPUT 1 -j {CHAIN}",
+        ]
+    return [f"nft -f {NFT_RULES_FILE}"]
 
 
-def firewalld_commands(policy: FirewallPolicy) -> list[str]:
-    """firewalld rich rules: in the default zone the ports stay closed unless a rule allows a source."""
-    commands = []
-    for rule in policy.rules:
-        for source in rule.sources:
-            rich = f'rule family="ipv4" source address="{source}" port port="{rule.port}" protocol="tcp" accept'
-            commands.append(f"firewall-cmd --permanent --add-rich-rule='{rich}'")
-    commands.append("firewall-cmd --reload")
-    return commands
+def effective_backend(detected: str | None) -> str | None:
+    """The backend llamafleet drives. ufw and firewalld manage iptables/nftables themselves;
+    llamafleet's own chain (iptables) or table (nftables) sits beside theirs untouched by them."""
+    return {"ufw": "iptables", "firewalld": "nftables"}.get(detected or "", detected)
 
 
 class FirewallBackend(FactBase):

@@ -25,8 +25,9 @@ def _local_sha256(path: str, size: int, mtime: float) -> str:
 
 def local_sha256(path: str) -> str:
     """sha256 of a controller file, computed once per deploy (size and mtime key the cache)."""
+    path = os.path.abspath(os.path.expanduser(path))
     stat = os.stat(path)
-    return _local_sha256(os.path.abspath(path), stat.st_size, stat.st_mtime)
+    return _local_sha256(path, stat.st_size, stat.st_mtime)
 
 
 def _q(value: str) -> str:
@@ -60,6 +61,7 @@ def model_file(dest: str, sha256: str, src: str | None = None, url: str | None =
 
         model_file(name="Model", dest="/opt/llamafleet/models/m.gguf", sha256="a5fd...", src="m.gguf")
     """
+    sha256 = sha256.lower()  # sha256sum prints lower case
     if host.get_fact(Sha256File, path=dest) == sha256:
         host.noop(f"model {dest} is present with sha256 {sha256[:12]}")
         return
@@ -68,7 +70,7 @@ def model_file(dest: str, sha256: str, src: str | None = None, url: str | None =
     if src:
         if local_sha256(src) != sha256:
             raise ValueError(f"{host.name}: model_file: {src} does not have model_sha256 {sha256}")
-        yield from files.put._inner(src=src, dest=partial)
+        yield from files.put._inner(src=os.path.expanduser(src), dest=partial)
         key = "model_file"
     elif url:
         # -C - resumes a partial download left by an interrupted run.

@@ -34,6 +34,8 @@ class Service:
     # not change (a new binary was installed).
     restart_if: Callable[[], bool] | None = None
     writable: list[str] = field(default_factory=list)
+    # Shell lines run before the service starts, every time (firewall restore, wake lock).
+    prestart: list[str] = field(default_factory=list)
 
     @property
     def command(self) -> str:
@@ -119,6 +121,8 @@ def runit_running(svdir: str, service: str, wait_seconds: int = 15):
         return
     script = (
         f"export SVDIR={shlex.quote(svdir)}; i=0; "
+        # termux-services starts runsvdir from the shell profile, which SSH commands skip.
+        "pgrep -x runsvdir >/dev/null 2>&1 || { command -v service-daemon >/dev/null 2>&1 && service-daemon start; }; "
         f"until sv status {shlex.quote(service)} >/dev/null 2>&1; do "
         f"[ $i -ge {wait_seconds} ] && {{ echo 'runsvdir does not supervise {service}: is runsvdir running on {svdir}?' >&2; exit 1; }}; "
         f"sleep 1; i=$((i+1)); done; sv up {shlex.quote(service)}"
@@ -138,13 +142,14 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
         wait_for=service.wait_for,
         wait_seconds=service.wait_seconds,
         command=service.command,
+        prestart=service.prestart,
     )
     if manager == "systemd":
         unit = files.template(
             name=f"systemd unit for {service.name}",
             src=str(TEMPLATES / "systemd" / "service.j2"),
             dest=layout.definition_dir,
-            writable=" ".join(service.writable) or "/tmp",
+            writable=" ".join(f"-{path}" for path in service.writable) or "-/tmp",
             **context,
         )
         unit_name = f"llamafleet-{service.name}.service"

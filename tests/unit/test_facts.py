@@ -100,7 +100,8 @@ def test_device_platform_process_linux_with_systemd():
 
 def test_termux_detected_by_prefix_alone():
     result = DevicePlatform().process(["prefix=/data/data/com.termux/files/usr", "uid=10100"])
-    assert result["platform"] == "termux" and result["service_manager"] is None
+    # termux-services is what Termux supervises with, installed or not yet (packages come first).
+    assert result["platform"] == "termux" and result["service_manager"] == "termux-services"
 
 
 def test_compiler_info_process():

@@ -21,7 +21,7 @@ def run_script(service: Service, shell: str = "/bin/bash") -> str:
     return render(
         "runit/run.j2", shell=shell, description=service.description, manager="runit", log_dir="/tmp/x",
         env=service.env, wait_for=service.wait_for, wait_seconds=service.wait_seconds,
-        command=service.command,
+        command=service.command, prestart=service.prestart,
     )
 
 
@@ -37,6 +37,13 @@ def test_run_script_execs_the_command_with_its_environment(tmp_path):
     result = execute(run_script(service, shell="/bin/sh"), tmp_path)
     assert result.returncode == 0
     assert result.stdout.strip() == "cache=/c args=x y"
+
+
+def test_run_script_runs_prestart_lines_before_the_command(tmp_path):
+    marker = tmp_path / "prestart-ran"
+    service = Service("s", "t", ["sh", "-c", f"test -f {marker} && echo after-prestart"], prestart=[f"touch {marker}"])
+    result = execute(run_script(service, shell="/bin/sh"), tmp_path)
+    assert result.stdout.strip() == "after-prestart"
 
 
 def test_run_script_waits_for_listening_workers(tmp_path):

@@ -106,7 +106,7 @@ def test_linux_sysctl_values(sysctl_node):
 def _expected_policy(node, cluster) -> FirewallPolicy:
     master = next(h for h in cluster.plan.hosts if h.role == "master")
     rules = []
-    if node.planned.role == "worker" and node.planned.transport == "direct":
+    if node.planned.role == "worker" and node.planned.address != "127.0.0.1":
         rules.append(PortRule(node.planned.rpc_port, (master.cluster_address,)))
     if node.planned.role == "master":
         sources = [node.planned.cluster_address, *node.data.get("api_allowed_sources", [])]
