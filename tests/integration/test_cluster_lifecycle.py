@@ -174,3 +174,27 @@ def test_diagnose_reports_every_worker(lab):
         assert re.search(rf"{worker}\s+RPC protocol\s+OK\s+v7\.", result.stdout), result.stdout
         assert re.search(rf"{worker}\s+bind address\s+OK", result.stdout), result.stdout
     print("\n" + result.stdout)
+
+
+BREAKAGES = {
+    # name: (how to break it, the check that must fail, how to repair it without a deploy)
+    "stopped worker": ("linux2", "SVDIR=/etc/service sv down llama-rpc", "test_worker_service_supervised_and_up"),
+    "changed sysctl": ("linux1", "sysctl -w net.ipv4.tcp_keepalive_time=7200", "test_linux_sysctl_values"),
+    "removed boot script": ("phone1", "rm ~/.termux/boot/50-llamafleet", "test_boot_script_brings_the_worker_back"),
+    "flipped firewall": ("linux2", "iptables -w -F LLAMAFLEET", "test_linux_firewall_rules"),
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_verify_fails_when_broken_on_purpose(lab, breakage):
+    host, command, failing_check = BREAKAGES[breakage]
+    assert lab_exec(host, command).returncode == 0
+    try:
+        result = verify()
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, f"verify passed with a {breakage}"
+        assert f"FAILED" in output and failing_check in output and host in output, output[-3000:]
+    finally:
+        repaired, _ = deploy()
+        assert repaired.returncode == 0, (repaired.stdout + repaired.stderr)[-4000:]
+    assert verify().returncode == 0, "the deploy did not repair the cluster"
