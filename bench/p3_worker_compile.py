@@ -3,7 +3,7 @@
 Both from a clean build directory on one lab Linux host, same source, same compiler, no ccache,
 -j = the machine's cores. Goal: the worker build >= 12x cheaper.
 
-    python bench/p3_worker_compile.py [--runs 1]
+    python bench/p3_worker_compile.py [--runs 3] [--seed-runs 1]
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def clean_build(host: str, src: str, args: str, target: str | None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3, help="worker builds (about 1 min each)")
+    parser.add_argument("--seed-runs", type=int, default=1, help="each builds every target (about 15 min on 2 cores)")
     args = parser.parse_args()
     require_root()
     lab()
@@ -50,13 +51,13 @@ def main() -> None:
             raise SystemExit(result.stdout[-3000:])
         src = "/opt/llamafleet/src/llama.cpp"
         worker = [clean_build("linux2", src, WORKER, "ggml-rpc-server") for _ in range(args.runs)]
-        seeds = [clean_build("linux2", src, SEEDS, None) for _ in range(args.runs)]
+        seeds = [clean_build("linux2", src, SEEDS, None) for _ in range(args.seed_runs)]
     finally:
         lab_down()
     ratio = median(seeds) / median(worker)
     report("p3_worker_compile", [
-        ("worker build: ggml-rpc-server only", f"{median(worker):.0f} s"),
-        ("seeds: all targets", f"{median(seeds):.0f} s"),
+        (f"worker build: ggml-rpc-server only (median of {len(worker)})", f"{median(worker):.0f} s  {['%.0f' % s for s in worker]}"),
+        (f"seeds: all targets (median of {len(seeds)})", f"{median(seeds):.0f} s  {['%.0f' % s for s in seeds]}"),
         ("ratio", f"{ratio:.1f}x cheaper (goal >= 12x)"),
     ], {"worker_s": worker, "seeds_all_s": seeds, "ratio": ratio})
 
