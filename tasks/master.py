@@ -12,7 +12,7 @@ from llamafleet.serving import cluster
 from llamafleet.serving.model import model_dest
 from llamafleet.serving.probes import endpoints_reachable, http_healthy
 from llamafleet.serving.secrets import api_key_file, tunnel_key
-from llamafleet.serving.services import Service, supervise
+from llamafleet.serving.services import Service, services_retired, supervise
 from llamafleet.serving.tunnels import SshHostKey, known_hosts_line, tunnel_argv
 
 me = cluster.this_host()
@@ -58,6 +58,15 @@ if me.role == "master":
                 manager=manager,
                 prefix=platform.get("prefix"),
             )
+
+    # A worker switched to direct (or gone) keeps no tunnel behind it.
+    services_retired(
+        name="Tunnels no longer in the plan",
+        name_glob="llama-tunnel-*",
+        keep=[f"llama-tunnel-{worker.name}" for worker in tunnelled],
+        manager=manager,
+        prefix=platform.get("prefix"),
+    )
 
     key_on_device = f"{etc}/api-key"
     key_upload = files.put(name="API key (mode 600)", src=str(api_key_file()), dest=key_on_device, mode="600")

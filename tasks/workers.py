@@ -10,7 +10,7 @@ from pyinfra.operations import files
 
 from llamafleet.layout import device_paths
 from llamafleet.serving import cluster
-from llamafleet.serving.secrets import tunnel_key
+from llamafleet.serving.secrets import existing_tunnel_key, tunnel_key
 from llamafleet.serving.services import TEMPLATES, Service, supervise
 from llamafleet.serving.tunnels import authorized_key_line
 
@@ -45,6 +45,14 @@ if me.role == "worker":
             path=f"{platform['home']}/.ssh/authorized_keys",
             line=f".*{public_key.split()[1]}.*",
             replace=authorized_key_line(public_key, me.rpc_port),
+        )
+    elif existing_tunnel_key():
+        # Direct now: the master's tunnel key has nothing left to forward here.
+        files.line(
+            name="Tunnel key no longer accepted",
+            path=f"{platform['home']}/.ssh/authorized_keys",
+            line=f".*{existing_tunnel_key().split()[1]}.*",
+            present=False,
         )
 
     if me.platform == "termux" and host.data.get("termux_boot"):

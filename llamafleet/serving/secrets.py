@@ -51,3 +51,9 @@ def tunnel_key() -> tuple[Path, str]:
         )
     private.chmod(0o600)
     return private, private.with_suffix(".pub").read_text().strip()
+
+
+def existing_tunnel_key() -> str | None:
+    """The tunnel public key line if the pair was generated already (never generates one)."""
+    public = secrets_dir() / "tunnel_ed25519.pub"
+    return public.read_text().strip() if public.exists() else None

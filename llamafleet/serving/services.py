@@ -130,6 +130,77 @@ def runit_running(svdir: str, service: str, wait_seconds: int = 15):
     yield StringCommand("sh", "-c", QuoteString(script))
 
 
+class ManagedServices(FactBase):
+    """
+    Names of the services llamafleet defined under one manager whose names match a glob
+    (e.g. "llama-tunnel-*"), so that ones no longer planned can be retired.
+
+    .. code:: python
+
+        ["llama-tunnel-phone1", "llama-tunnel-phone2"]
+    """
+
+    def command(self, manager: str, name_glob: str, prefix: str | None = None) -> str:
+        if manager == "systemd":
+            return f"for f in /etc/systemd/system/llamafleet-{name_glob}.service; do [ -f \"$f\" ] && echo \"$f\"; done; true"
+        parent = str(Path(layout_for(manager, "x", prefix).definition_dir).parent)
+        return f"for d in {shlex.quote(parent)}/{name_glob}; do [ -d \"$d\" ] && echo \"$d\"; done; true"
+
+    def process(self, output):
+        names = []
+        for line in output:
+            name = Path(line.strip()).name
+            if name.startswith("llamafleet-") and name.endswith(".service"):
+                name = name[len("llamafleet-"):-len(".service")]
+            if name:
+                names.append(name)
+        return sorted(names)
+
+
+def retire_commands(layout: ServiceLayout, name: str) -> list[str]:
+    """Stop a service for good and remove its definition (and its enabling link)."""
+    if layout.manager == "systemd":
+        unit = f"llamafleet-{name}.service"
+        return [
+            f"systemctl disable --now {shlex.quote(unit)} || true",
+            f"rm -f {shlex.quote(layout.definition_dir)}",
+            "systemctl daemon-reload",
+        ]
+    directory = shlex.quote(layout.definition_dir)
+    commands = []
+    if layout.enabled_link:
+        # Unlinked first, so runsvdir does not start a fresh runsv for it.
+        commands.append(f"rm -f {shlex.quote(layout.enabled_link)}")
+    commands += [
+        # A down file keeps the service down if runsvdir starts runsv again before the removal.
+        f"touch {directory}/down",
+        f"sv force-stop {directory} >/dev/null 2>&1 || true",
+        f"sv exit {directory} >/dev/null 2>&1 || true",
+        f"rm -rf {directory}",
+    ]
+    return commands
+
+
+@operation()
+def services_retired(name_glob: str, keep: list[str], manager: str, prefix: str | None = None):
+    """
+    Stop and remove the services matching name_glob that are not in keep (e.g. the tunnel of a
+    worker that now talks to the master directly, or left the cluster).
+
+    + name_glob: shell glob of the service names this call owns
+    + keep: the names that stay
+    + manager: termux-services, runit or systemd
+    + prefix: Termux's $PREFIX (termux-services only)
+    """
+    installed = host.get_fact(ManagedServices, manager=manager, name_glob=name_glob, prefix=prefix)
+    stale = [name for name in installed if name not in set(keep)]
+    if not stale:
+        host.noop(f"no {name_glob} service to retire")
+        return
+    for name in stale:
+        yield from retire_commands(layout_for(manager, name, prefix), name)
+
+
 def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: bool = False) -> None:
     """Write, enable and (re)start one service under `manager`, changing only what differs."""
     layout = layout_for(manager, service.name, prefix)

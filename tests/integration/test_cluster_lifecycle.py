@@ -1,8 +1,10 @@
 """The whole life of a cluster on the lab, as a user lives it.
 
 lab up -> deploy -> deploy again (no changes) -> verify -> outsider shut out -> kill a worker
-(back within 5 s) -> verify -> reboot a phone (boot script, wake lock) -> verify -> a wrong model
-sha256 stops the deploy before any change -> lab down. Figures are printed (cold deploy, no-op
+(back within 5 s) -> verify -> kill a tunnel (back, next completion works) -> reboot a phone (boot
+script, wake lock) -> verify -> a wrong model sha256 stops the deploy before any change ->
+diagnose -> phones switched to direct and back (tunnels retired, then restored) -> verify fails
+for each breakage and a deploy repairs it -> lab down. Figures are printed (cold deploy, no-op
 re-run, tokens/s); they are measurements, not assertions.
 """
 
@@ -20,6 +22,7 @@ import pytest
 
 from llamafleet.lab import down, lab_exec, load_state, reboot, up
 from llamafleet.serving.probes import tcp_reachable
+from llamafleet.verify_cli import complete
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -60,6 +63,27 @@ def sv_pid(host: str, service: str, svdir: str) -> int | None:
 
 def port_open(from_host: str, address: str, port: int) -> bool:
     return lab_exec(from_host, tcp_reachable(address, port)).returncode == 0
+
+
+MASTER_API = "http://198.18.0.11:8080"
+
+
+def completion_after_restart(wait_seconds: int = 180) -> dict:
+    """A completion, once llama-server answers again: it aborts when a worker's connection
+    breaks (upstream), runit restarts it and it reloads the model through every worker."""
+    key = (WORKDIR / ".llamafleet/secrets/api-key").read_text().strip()
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return complete(MASTER_API, key, "The capital of France is", n_predict=16, timeout=120)
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no completion {wait_seconds} s after the restart: {error}") from error
+            time.sleep(2)
+
+
+def tunnel_services() -> list[str]:
+    return lab_exec("linux1", "ls /etc/sv | grep '^llama-tunnel-' || true").stdout.split()
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +163,23 @@ def test_killed_worker_is_back_within_5_seconds(lab):
     assert result.returncode == 0, result.stdout[-6000:]
 
 
+def test_killed_tunnel_comes_back_and_the_next_completion_works(lab):
+    before = sv_pid("linux1", "llama-tunnel-phone1", "/etc/service")
+    assert before, "the tunnel to phone1 is not running on linux1"
+    lab_exec("linux1", f"kill -KILL {before}")
+    deadline = time.monotonic() + 10
+    after = None
+    while time.monotonic() < deadline:
+        after = sv_pid("linux1", "llama-tunnel-phone1", "/etc/service")
+        if after and after != before:
+            break
+        time.sleep(0.2)
+    assert after and after != before, "the tunnel was not restarted within 10 s"
+    answer = completion_after_restart()
+    assert answer["tokens_predicted"] > 0 and answer["content"].strip(), answer
+    FIGURES["completion after a tunnel kill"] = f"{answer['timings']['predicted_per_second']:.1f} tokens/s"
+
+
 def test_rebooted_phone_comes_back_by_its_boot_script(lab):
     reboot("phone2")
     svdir = "/data/data/com.termux/files/usr/var/service"
@@ -176,6 +217,34 @@ def test_diagnose_reports_every_worker(lab):
     print("\n" + result.stdout)
 
 
+def test_phones_switched_to_direct_and_back(lab):
+    """Direct: tunnels and the tunnel key are retired, phones bind their address; back to the
+    default: tunnels return and RPC is on 127.0.0.1 again. A completion works in both."""
+    hosts = {h.name: h for h in lab.hosts}
+    result, _ = deploy("--data", "rpc_transport=direct", "--data", "rpc_allow_insecure=true")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    assert tunnel_services() == [], "a tunnel service outlived the switch to direct"
+    assert lab_exec("linux1", "pgrep -f '[s]sh -N .*-L 127.0.0.1:5005' || true").stdout.strip() == ""
+    for phone, port in (("phone1", 50052), ("phone2", 50053)):
+        assert port_open("linux1", hosts[phone].address, port), f"{phone} does not serve RPC on its address"
+        keys = lab_exec(phone, "cat ~/.ssh/authorized_keys").stdout
+        assert "llamafleet-tunnel" not in keys, f"{phone} still accepts the tunnel key"
+    answer = completion_after_restart()
+    FIGURES["direct tokens/s"] = f"{answer['timings']['predicted_per_second']:.1f}"
+    assert answer["tokens_predicted"] > 0
+
+    result, _ = deploy()
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    assert tunnel_services() == ["llama-tunnel-phone1", "llama-tunnel-phone2"]
+    for phone, port in (("phone1", 50052), ("phone2", 50053)):
+        assert not port_open("linux1", hosts[phone].address, port), f"{phone} still serves RPC on its address"
+    answer = completion_after_restart()
+    FIGURES["tunnel tokens/s"] = f"{answer['timings']['predicted_per_second']:.1f}"
+    assert answer["tokens_predicted"] > 0
+    again, _ = deploy()
+    assert changes(again.stdout + again.stderr) == ("-", "-"), (again.stdout + again.stderr)[-6000:]
+
+
 BREAKAGES = {
     # name: (how to break it, the check that must fail, how to repair it without a deploy)
     "stopped worker": ("linux2", "SVDIR=/etc/service sv down llama-rpc", "test_worker_service_supervised_and_up"),
@@ -193,7 +262,7 @@ def test_verify_fails_when_broken_on_purpose(lab, breakage):
         result = verify()
         output = result.stdout + result.stderr
         assert result.returncode != 0, f"verify passed with a {breakage}"
-        assert f"FAILED" in output and failing_check in output and host in output, output[-3000:]
+        assert "FAILED" in output and failing_check in output and host in output, output[-3000:]
     finally:
         repaired, _ = deploy()
         assert repaired.returncode == 0, (repaired.stdout + repaired.stderr)[-4000:]
