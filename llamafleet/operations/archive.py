@@ -23,7 +23,7 @@ class ArchiveError(ValueError):
     """The archive is missing, unreadable or holds no llama.cpp tree."""
 
 
-def _file_version(path: str) -> tuple:
+def _file_version(path: str | os.PathLike) -> tuple:
     try:
         info = os.stat(path)
     except OSError as error:
@@ -31,8 +31,12 @@ def _file_version(path: str) -> tuple:
     return (os.path.realpath(path), info.st_size, info.st_mtime_ns)
 
 
-def sha256_file(path: str) -> str:
-    """sha256 of a local file, memoised while the file is unchanged."""
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a local file, memoised while the file is unchanged.
+
+    The one controller-side sha256 of the project: llamafleet.assets and serving.model use it
+    too (the key is the real path, size and mtime, so a changed file is hashed again).
+    """
     key = ("sha256",) + _file_version(path)
     if key not in _memo:
         digest = hashlib.sha256()

@@ -13,6 +13,7 @@ from pyinfra import host, inventory
 
 from llamafleet.gather import plan_fact_classes
 from llamafleet.inventory_data import hosts_from_inventory
+from llamafleet.layout import device_platform
 from llamafleet.plan import HostInput, Plan, PlannedHost, make_plan, model_size_from_data
 
 _PLAN_CACHE: dict[int, Plan] = {}
@@ -56,7 +57,13 @@ def inventory_host(name: str):
 
 
 def platform_facts(target) -> dict[str, Any]:
-    return target.get_fact(plan_fact_classes()["DevicePlatform"]) or {}
+    """The DevicePlatform fact of `target` ({} when unknown).
+
+    Through layout.device_platform, which device_paths already reads it with: the same fact
+    class and `or {}`, cached per deploy and host (pyinfra 3.10 caches no facts, and deploy code
+    reads facts before any operation runs, so a second read would only repeat the SSH round trip).
+    """
+    return device_platform(target)
 
 
 def service_manager(target) -> str:

@@ -8,26 +8,22 @@ from __future__ import annotations
 
 import os
 import shlex
-from functools import lru_cache
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files
 
-from llamafleet.assets import sha256_file
-
-
-@lru_cache(maxsize=None)
-def _local_sha256(path: str, size: int, mtime: float) -> str:
-    return sha256_file(path)
+from llamafleet.operations.archive import sha256_file
 
 
 def local_sha256(path: str) -> str:
-    """sha256 of a controller file, computed once per deploy (size and mtime key the cache)."""
-    path = os.path.abspath(os.path.expanduser(path))
-    stat = os.stat(path)
-    return _local_sha256(path, stat.st_size, stat.st_mtime)
+    """sha256 of a controller file (`~` expanded), computed once per deploy.
+
+    The memo is operations.archive's (keyed by real path, size and mtime), shared with the
+    source archive's sha256 rather than a second cache of its own.
+    """
+    return sha256_file(os.path.abspath(os.path.expanduser(path)))
 
 
 def _q(value: str) -> str:

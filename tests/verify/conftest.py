@@ -136,34 +136,26 @@ def node_for(cluster):
     return lambda name: make_node(cluster, name)
 
 
-@pytest.fixture
-def node(request, cluster) -> Node:
-    return make_node(cluster, request.param)
+def _per_host_fixture(name: str):
+    """The fixture `name` of HOST_SELECTORS: the Node of the host it is parametrised with.
+
+    One factory instead of a hand-written fixture per selector, so adding a selector to
+    HOST_SELECTORS is all a new kind of per-host check needs; pytest_generate_tests supplies
+    `request.param` (the host's name, also the test id).
+    """
+
+    @pytest.fixture(name=name)
+    def per_host(request, cluster) -> Node:
+        return make_node(cluster, request.param)
+
+    return per_host
 
 
-@pytest.fixture
-def worker(request, cluster) -> Node:
-    return make_node(cluster, request.param)
-
-
-@pytest.fixture
-def master(request, cluster) -> Node:
-    return make_node(cluster, request.param)
-
-
-@pytest.fixture
-def termux_worker(request, cluster) -> Node:
-    return make_node(cluster, request.param)
-
-
-@pytest.fixture
-def sysctl_node(request, cluster) -> Node:
-    return make_node(cluster, request.param)
-
-
-@pytest.fixture
-def firewall_node(request, cluster) -> Node:
-    return make_node(cluster, request.param)
+# Module attributes under the fixture names, as hand-written fixtures would be: pytest finds
+# fixtures by scanning the conftest module's attributes.
+for _name in HOST_SELECTORS:
+    globals()[_name] = _per_host_fixture(_name)
+del _name
 
 
 @pytest.fixture(scope="session")
