@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 
 import inference
-from common import deploy, deploy_dir, lab, lab_down, median, no_changes, report, require_root
-from p1_noop_rerun import seeds_rerun
-from p4_model_bytes import tx_bytes
+from common import deploy, deploy_dir, lab, lab_down, report, require_root
+from p1_noop_rerun import noop_reruns, report_rerun, seeds_rerun
+from p4_model_bytes import model_size, report_bytes, tx_bytes
 
 
 def main() -> None:
@@ -25,45 +25,21 @@ def main() -> None:
     parser.add_argument("--completions", type=int, default=5)
     args = parser.parse_args()
     require_root()
-    from llamafleet.assets import model_path
-
-    model_size = model_path().stat().st_size
+    size = model_size()
     state = lab()
     try:
         workdir = deploy_dir("cluster")
         before = tx_bytes(state)
         _, cold = deploy(workdir)
         middle = tx_bytes(state)
-        noop, after = [], None
-        for _ in range(args.runs):
-            result, seconds = deploy(workdir)
-            if not no_changes(result.stdout + result.stderr):
-                raise SystemExit("the re-run changed something: not a no-op\n" + result.stderr[-3000:])
-            noop.append(seconds)
-            after = after or tx_bytes(state)
+        after = {}
+        noop = noop_reruns(workdir, args.runs, after_first=lambda: after.update(tx_bytes(state)))
         inference_rows, inference_data = inference.measure(workdir, args.completions)
         seeds = [seeds_rerun(state) for _ in range(args.seed_runs)]
     finally:
         lab_down()
-
-    cold_tx = {name: middle[name] - before[name] for name in before}
-    second_tx = {name: after[name] - middle[name] for name in before}
-    rows = [("model size", f"{model_size / 2**20:.1f} MiB")]
-    for name in before:
-        rows.append((f"{name}: cold / second deploy", f"{cold_tx[name] / 2**20:8.1f} MiB / {second_tx[name] / 2**10:8.1f} KiB"))
-    largest_second = max(second_tx.values())
-    rows.append(("model bytes in the second deploy",
-                 "0 (every host received < 1 % of the model)" if largest_second < model_size / 100 else f"{largest_second} (!)"))
-    report("p4_model_bytes", rows, {"model_bytes": model_size, "cold_tx": cold_tx, "second_tx": second_tx})
-
-    ratio = median(seeds) / median(noop)
-    report("p1_noop_rerun", [
-        ("cold deploy", f"{cold:.0f} s"),
-        (f"llamafleet no-op re-run (median of {len(noop)})", f"{median(noop):.1f} s  {['%.1f' % s for s in noop]}"),
-        (f"seeds' rebuild re-run (median of {len(seeds)})", f"{median(seeds):.0f} s  {['%.0f' % s for s in seeds]}"),
-        ("ratio", f"{ratio:.0f}x faster (goal >= 50x; no-op goal <= 10 s)"),
-    ], {"cold_s": cold, "noop_s": noop, "seeds_s": seeds, "ratio": ratio})
-
+    report_bytes(size, before, middle, after)
+    report_rerun(cold, noop, seeds)
     report("inference", inference_rows, inference_data)
 
 

@@ -20,11 +20,28 @@ def tx_bytes(state) -> dict[str, int]:
     return {host.name: by_name.get(host.veth, 0) for host in state.hosts if host.kind != "outsider"}
 
 
-def main() -> None:
-    require_root()
+def report_bytes(model_size: int, before: dict, middle: dict, after: dict) -> None:
+    """Bytes received per host in the cold deploy (before -> middle) and the second (-> after)."""
+    cold = {name: middle[name] - before[name] for name in before}
+    second = {name: after[name] - middle[name] for name in before}
+    rows = [("model size", f"{model_size / 2**20:.1f} MiB")]
+    for name in before:
+        rows.append((f"{name}: cold / second deploy", f"{cold[name] / 2**20:8.1f} MiB / {second[name] / 2**10:8.1f} KiB"))
+    largest_second = max(second.values())
+    rows.append(("model bytes in the second deploy",
+                 "0 (every host received < 1 % of the model)" if largest_second < model_size / 100 else f"{largest_second} (!)"))
+    report("p4_model_bytes", rows, {"model_bytes": model_size, "cold_tx": cold, "second_tx": second})
+
+
+def model_size() -> int:
     from llamafleet.assets import model_path
 
-    model_size = model_path().stat().st_size
+    return model_path().stat().st_size
+
+
+def main() -> None:
+    require_root()
+    size = model_size()
     state = lab()
     try:
         workdir = deploy_dir("p4")
@@ -35,14 +52,7 @@ def main() -> None:
         after = tx_bytes(state)
     finally:
         lab_down()
-    cold = {name: middle[name] - before[name] for name in before}
-    second = {name: after[name] - middle[name] for name in before}
-    rows = [("model size", f"{model_size / 2**20:.1f} MiB")]
-    for name in before:
-        rows.append((f"{name}: cold / second deploy", f"{cold[name] / 2**20:8.1f} MiB / {second[name] / 2**10:8.1f} KiB"))
-    master_second = second.get("linux1", 0)
-    rows.append(("model bytes in the second deploy", "0" if master_second < model_size / 100 else f"{master_second} (!)"))
-    report("p4_model_bytes", rows, {"model_bytes": model_size, "cold_tx": cold, "second_tx": second})
+    report_bytes(size, before, middle, after)
 
 
 if __name__ == "__main__":

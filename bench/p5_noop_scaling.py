@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import deploy, deploy_dir, lab, lab_down, median, no_changes, report, require_root
+from common import deploy, deploy_dir, lab, lab_down, median, report, require_root
+from p1_noop_rerun import noop_reruns
 
 SIZES = {"3 hosts": (1, 2), "8 hosts": (5, 3)}  # (phones, linux): linux1 is the master
 
@@ -25,13 +26,7 @@ def main() -> None:
         try:
             workdir = deploy_dir(f"p5-{phones + linux}")
             deploy(workdir)
-            runs = []
-            for _ in range(args.runs):
-                result, seconds = deploy(workdir)
-                if not no_changes(result.stdout + result.stderr):
-                    raise SystemExit(f"{label}: the re-run changed something")
-                runs.append(seconds)
-            results[label] = runs
+            results[label] = noop_reruns(workdir, args.runs)
         finally:
             lab_down()
     ratio = median(results["8 hosts"]) / median(results["3 hosts"])
