@@ -4,14 +4,14 @@ For N = 1, 2, 4 phones (plus the lab's master, which the inventory needs): a fre
 build tasks only (packages, source, build) on the phones; compiles are counted from the devices'
 build logs. Goal: 1 compile for every N, wall time growing only by the copy to the twins.
 
-    python bench/p2_class_builds.py [--phones 1 2 4]
+    python bench/p2_class_builds.py [--phones 1 2 4] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 
-from common import BIN, deploy_dir, lab, lab_down, report, require_root, timed
+from common import BIN, deploy_dir, lab, lab_down, median, report, require_root, timed
 
 TASKS = ("tasks/packages.py", "tasks/source.py", "tasks/build.py")
 
@@ -27,23 +27,32 @@ def compiles_on(state) -> int:
     return total
 
 
+def one_run(count: int) -> tuple[int, float]:
+    """A fresh lab of `count` phones (and the master), the build tasks on the phones."""
+    state = lab(phones=count, linux=1)
+    try:
+        workdir = deploy_dir(f"p2-{count}")
+        result, seconds = timed([str(BIN / "pyinfra"), "-y", "inventory/lab.py", *TASKS, "--limit", "termux"], cwd=workdir)
+        if result.returncode != 0:
+            raise SystemExit(result.stdout[-3000:])
+        return compiles_on(state), seconds
+    finally:
+        lab_down()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--phones", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     require_root()
     rows, data = [], {}
     for count in args.phones:
-        state = lab(phones=count, linux=1)
-        try:
-            workdir = deploy_dir(f"p2-{count}")
-            result, seconds = timed([str(BIN / "pyinfra"), "-y", "inventory/lab.py", *TASKS, "--limit", "termux"], cwd=workdir)
-            if result.returncode != 0:
-                raise SystemExit(result.stdout[-3000:])
-            compiles = compiles_on(state)
-        finally:
-            lab_down()
-        rows.append((f"{count} phone(s)", f"{compiles} compile(s), {seconds:.0f} s"))
+        runs = [one_run(count) for _ in range(args.runs)]
+        compiles = [c for c, _ in runs]
+        seconds = [s for _, s in runs]
+        rows.append((f"{count} phone(s)", f"compiles {compiles}, {median(seconds):.0f} s (median of {len(runs)}: "
+                     f"{', '.join('%.0f' % s for s in seconds)})"))
         data[str(count)] = {"compiles": compiles, "seconds": seconds}
     report("p2_class_builds", rows, {"runs": data})
 
