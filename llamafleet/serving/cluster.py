@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gevent.lock import BoundedSemaphore
 from pyinfra import host, inventory
 
 from llamafleet.gather import plan_fact_classes
@@ -16,7 +17,8 @@ from llamafleet.inventory_data import hosts_from_inventory
 from llamafleet.layout import device_platform
 from llamafleet.plan import HostInput, Plan, PlannedHost, make_plan, model_size_from_data
 
-_PLAN_CACHE: dict[int, Plan] = {}
+_PLAN_CACHE: dict[int, Plan | Exception] = {}
+_PLAN_LOCK = BoundedSemaphore()
 
 
 def host_facts(target) -> dict[str, Any]:
@@ -25,17 +27,32 @@ def host_facts(target) -> dict[str, Any]:
 
 
 def current_plan() -> Plan:
-    """The plan for the inventory being deployed (computed once, on first use)."""
+    """The plan for the inventory being deployed (computed once, on first use).
+
+    pyinfra loads the task files of all hosts at once, one greenlet per host. Without the lock
+    every greenlet would miss the cache while the first is still reading facts, and all of them
+    would read every host's facts: N x N SSH channels at once, which sshd refuses past its
+    MaxSessions (10) on an 8-host cluster. So one greenlet reads, the others wait for its plan
+    (or its error).
+    """
     loaded = inventory._get_module()  # one inventory object per deploy run
     key = id(loaded)
     if key not in _PLAN_CACHE:
-        hosts = [
-            HostInput(name=h.name, data=h.data, facts=host_facts(loaded.get_host(h.name)), groups=h.groups)
-            for h in hosts_from_inventory(loaded)
-        ]
-        model_mb = model_size_from_data(hosts[0].data) if hosts else None
-        _PLAN_CACHE[key] = make_plan(hosts, model_mb or 0)
-    return _PLAN_CACHE[key]
+        with _PLAN_LOCK:
+            if key not in _PLAN_CACHE:
+                try:
+                    hosts = [
+                        HostInput(name=h.name, data=h.data, facts=host_facts(loaded.get_host(h.name)), groups=h.groups)
+                        for h in hosts_from_inventory(loaded)
+                    ]
+                    model_mb = model_size_from_data(hosts[0].data) if hosts else None
+                    _PLAN_CACHE[key] = make_plan(hosts, model_mb or 0)
+                except Exception as error:  # every host reports the same refusal, read once
+                    _PLAN_CACHE[key] = error
+    cached = _PLAN_CACHE[key]
+    if isinstance(cached, Exception):
+        raise cached
+    return cached
 
 
 def this_host() -> PlannedHost:
