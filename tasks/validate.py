@@ -17,10 +17,13 @@ if host.name == next(iter(inventory)).name:  # once per deploy, not once per hos
     problems = validate_pyinfra_inventory(inventory._get_module())
     if problems:
         raise PyinfraError("llamafleet check failed, nothing was changed:\n" + "\n".join(map(str, problems)))
-    try:
-        cluster.current_plan()
-    except PlanError as error:
-        raise PyinfraError(f"the cluster plan cannot work, nothing was changed:\n{error}") from None
+
+# Every host asks (the plan is made once and shared): pyinfra loads all hosts' tasks at once,
+# so whichever host meets a refused plan first reports it in these words.
+try:
+    cluster.current_plan()
+except PlanError as error:
+    raise PyinfraError(f"the cluster plan cannot work, nothing was changed:\n{error}") from None
 
 model_file, model_sha256 = host.data.get("model_file"), host.data.get("model_sha256")
 if model_file and local_sha256(model_file) != str(model_sha256).lower():
