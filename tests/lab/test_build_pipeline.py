@@ -245,8 +245,9 @@ def test_killed_compile_is_completed_by_the_next_run(lab, build_cache, tmp_path)
 
 @pytest.mark.xfail(
     strict=False,
-    reason="known issue (2026-11-22): under `pyinfra --serial` the twin phone2 compiled again in one "
-    "of its lab runs instead of copying phone1's binaries; the parallel default is covered above",
+    reason="known flaky (2026-11-22): under `pyinfra --serial` the twin phone2 compiled again in 1 "
+    "of 3 lab runs instead of copying phone1's binaries (cause not found); the parallel default "
+    "is covered above",
 )
 def test_serial_run_still_compiles_once(lab, tmp_path):
     """With `pyinfra --serial` each host runs every operation before the next host starts, so the
