@@ -38,20 +38,21 @@ if me.role == "worker":
         prefix=platform.get("prefix"),
     )
 
+    authorized_keys = f"{platform['home']}/.ssh/authorized_keys"
     if me.transport == "tunnel":
         _, public_key = tunnel_key()
         files.line(
             name="Tunnel key accepted for the RPC port forward only",
-            path=f"{platform['home']}/.ssh/authorized_keys",
+            path=authorized_keys,
             line=f".*{public_key.split()[1]}.*",
             replace=authorized_key_line(public_key, me.rpc_port),
         )
-    elif existing_tunnel_key():
+    elif old_key := existing_tunnel_key():  # never generated just to be removed
         # Direct now: the master's tunnel key has nothing left to forward here.
         files.line(
             name="Tunnel key no longer accepted",
-            path=f"{platform['home']}/.ssh/authorized_keys",
-            line=f".*{existing_tunnel_key().split()[1]}.*",
+            path=authorized_keys,
+            line=f".*{old_key.split()[1]}.*",
             present=False,
         )
 
