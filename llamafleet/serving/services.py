@@ -41,6 +41,22 @@ class Service:
     def command(self) -> str:
         return shlex.join(self.argv)
 
+    @property
+    def wait_script(self) -> str:
+        """One bash line: wait (bounded by wait_seconds) until every wait_for endpoint accepts a
+        TCP connection, naming who is missing; exit 1 when the time is up (the supervisor
+        retries). The runit run script and the systemd unit both run this same line."""
+        checks = "".join(
+            f'(exec 3<>/dev/tcp/{address}/{port}) 2>/dev/null || missing="$missing {name}({address}:{port})"; '
+            for name, address, port in self.wait_for
+        )
+        return (
+            f'waited=0; while :; do missing=""; {checks}[ -z "$missing" ] && break; '
+            f'if [ "$waited" -ge {self.wait_seconds} ]; then '
+            'echo "llamafleet: still waiting after ${waited}s for:$missing"; exit 1; fi; '
+            "sleep 2; waited=$((waited + 2)); done"
+        )
+
 
 @dataclass(frozen=True)
 class ServiceLayout:
@@ -212,6 +228,7 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
         env=service.env,
         wait_for=service.wait_for,
         wait_seconds=service.wait_seconds,
+        wait_script=service.wait_script,
         command=service.command,
         prestart=service.prestart,
     )

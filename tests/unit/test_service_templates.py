@@ -22,7 +22,7 @@ def run_script(service: Service, shell: str = "/bin/bash") -> str:
     return render(
         "runit/run.j2", shell=shell, description=service.description, manager="runit", log_dir="/tmp/x",
         env=service.env, wait_for=service.wait_for, wait_seconds=service.wait_seconds,
-        command=service.command, prestart=service.prestart,
+        wait_script=service.wait_script, command=service.command, prestart=service.prestart,
     )
 
 
@@ -72,7 +72,7 @@ def systemd_unit(service: Service) -> str:
     return render(
         "systemd/service.j2", description=service.description, manager="systemd", log_dir="journald",
         env=service.env, wait_for=service.wait_for, wait_seconds=service.wait_seconds,
-        command=service.command, prestart=service.prestart, writable="-/tmp",
+        wait_script=service.wait_script, command=service.command, prestart=service.prestart, writable="-/tmp",
     )
 
 
