@@ -13,9 +13,22 @@ lets exactly that through.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
-from llamafleet.lab.topology import BRIDGE, CONTROLLER_ADDRESS, NETNS_PREFIX, NFT_TABLE, SUBNET, LabHost
+from llamafleet.lab.topology import (
+    BRIDGE,
+    CONTROLLER_ADDRESS,
+    NETNS_PREFIX,
+    NFT_TABLE,
+    SUBNET,
+    VETH_PREFIX,
+    LabHost,
+)
+
+# The kernel dismantles a dead namespace (and the veth ends it held) in a work queue, after
+# `ip netns delete` and the last process have gone: `down` waits this long for those links.
+LINK_GONE_TIMEOUT = 10.0
 
 _PREFIX_LENGTH = SUBNET.prefixlen
 
@@ -80,6 +93,15 @@ def lab_namespaces() -> list[str]:
     return sorted(entry.name for entry in netns_dir.iterdir() if entry.name.startswith(NETNS_PREFIX))
 
 
+def lab_veths() -> list[str]:
+    """Root-namespace veth ends named like the lab's."""
+    return sorted(name for name in _links() if name.startswith(VETH_PREFIX))
+
+
+def _links() -> list[str]:
+    return [entry.name for entry in Path("/sys/class/net").iterdir()]
+
+
 def bridge_exists() -> bool:
     return Path("/sys/class/net", BRIDGE).exists()
 
@@ -92,6 +114,7 @@ def guard_exists() -> bool:
 def leftovers() -> list[str]:
     """Lab network pieces that exist on the machine right now."""
     found = [f"network namespace {name}" for name in lab_namespaces()]
+    found += [f"veth {name}" for name in lab_veths()]
     if bridge_exists():
         found.append(f"bridge {BRIDGE}")
     if guard_exists():
@@ -100,9 +123,17 @@ def leftovers() -> list[str]:
 
 
 def destroy_network() -> list[str]:
-    """Delete every lab namespace (their veths go with them), the bridge and the guard.
-    Returns what could not be deleted."""
+    """Delete every lab veth, namespace, the bridge and the guard. Returns what could not be
+    deleted.
+
+    The veths are deleted by name first: a namespace's end would go with the namespace, but
+    the kernel frees a namespace asynchronously, so its veths could outlive `lab down`.
+    """
     failures = []
+    for name in lab_veths():
+        # Either end's deletion removes the pair; a pair the kernel is already freeing answers
+        # "Cannot find device", which is the wanted outcome, so only the wait below judges.
+        subprocess.run(["ip", "link", "delete", name], capture_output=True, text=True)
     for name in lab_namespaces():
         result = subprocess.run(["ip", "netns", "delete", name], capture_output=True, text=True)
         if result.returncode != 0:
@@ -115,4 +146,8 @@ def destroy_network() -> list[str]:
         result = subprocess.run(["nft", "delete", "table", "inet", NFT_TABLE], capture_output=True, text=True)
         if result.returncode != 0:
             failures.append(f"nftables table {NFT_TABLE}: {result.stderr.strip()}")
+    deadline = time.monotonic() + LINK_GONE_TIMEOUT
+    while (remaining := lab_veths()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    failures += [f"veth {name}: still present after {LINK_GONE_TIMEOUT:.0f}s" for name in remaining]
     return failures

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+
 import pytest
 from lab_machine import Snapshot, require_root_and_no_lab
 
 from llamafleet.lab import LabError, state_dir, up
-from llamafleet.lab import sshd
+from llamafleet.lab import network, sshd
 
 pytestmark = pytest.mark.lab
 
@@ -30,3 +34,36 @@ def test_a_state_dir_the_hosts_would_hide_is_refused(monkeypatch, tmp_path):
     with pytest.raises(LabError, match="below /tmp"):
         up(phones=1, linux=1)
     assert Snapshot.take() == before
+
+
+def test_down_removes_veths_of_a_namespace_the_kernel_has_not_freed_yet():
+    """A dead host's namespace is freed by the kernel later, in a work queue (a CI run saw two
+    veths outlive `lab down` that way). A process still inside a namespace holds it the same
+    way, deterministically: the veths must go all the same."""
+    require_root_and_no_lab()
+    before = Snapshot.take()
+    netns, veth = network.NETNS_PREFIX + "held", network.VETH_PREFIX + "held"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    holder = None
+    try:
+        subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns], check=True)
+        holder = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "60"])
+        _wait_until_in_other_netns(holder.pid)
+        assert network.destroy_network() == []
+        assert veth not in os.listdir("/sys/class/net")
+        assert network.leftovers() == []
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        subprocess.run(["ip", "link", "delete", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
+    assert Snapshot.take() == before
+
+
+def _wait_until_in_other_netns(pid: int) -> None:
+    ours = os.readlink("/proc/self/ns/net")
+    deadline = time.monotonic() + 5
+    while os.readlink(f"/proc/{pid}/ns/net") == ours:
+        assert time.monotonic() < deadline, "the holder never entered its namespace"
+        time.sleep(0.01)
