@@ -16,6 +16,11 @@ pyinfra 3.10 runs an operation's body twice: once while preparing (to show what 
 and again at execution, with fresh facts. The class plan therefore records *preview* values while
 preparing and is recomputed from real facts during execution, when packages and sources from the
 earlier tasks are in place.
+
+`pyinfra --serial` runs every operation of one host before the next host, in no fixed order
+(pyinfra keeps its active hosts in a set): the first member of a class to run compiles, and
+each later one copies from it (`build.install_copy` fetches the binaries itself then). With
+`--no-wait` the hosts do not wait for one another at all; nothing here coordinates that mode.
 """
 
 from __future__ import annotations
@@ -79,6 +84,12 @@ class HostBuild:
     cc: str | None
     cxx: str | None
     problem: str | None = None
+    # Recorded while executing (not the preview made while preparing): only such records say
+    # what a host really needs, so only they take part in the class plan during execution.
+    executed: bool = False
+    # Set once this deploy compiled or installed the class's binaries here: the host can give
+    # them to a twin that runs after it (pyinfra --serial runs one host after the other).
+    has_binaries: bool = False
 
     @property
     def key(self) -> str | None:
@@ -127,11 +138,17 @@ def binaries_changed(host) -> bool:
 
 
 def _class_plan(state):
+    """Who compiles and who copies, from the records of `build.resolve`.
+
+    While executing, a host whose record is still the preview has not run yet (pyinfra --serial
+    runs every operation of one host before the next host starts): it is left out and plans
+    for itself when its turn comes, copying from whoever has the binaries by then.
+    """
     builds = registry(state)
     members = [
-        ClassMember(build.name, build.key, build.up_to_date, build.share)
+        ClassMember(build.name, build.key, build.up_to_date or build.has_binaries, build.share)
         for build in sorted(builds.values(), key=lambda build: build.order)
-        if build.problem is None
+        if build.problem is None and (build.executed or not state.is_executing)
     ]
     cache_dir = build_cache_dir(state)
     cached = {member.key for member in members if member.key and cached_artifact(cache_dir, member.key)}
@@ -171,6 +188,12 @@ def _run_script(build: HostBuild, mode: str, args: tuple[str, ...] = (), **env: 
 
 def _upload_script(build: HostBuild):
     yield from upload_verified(StringIO(BUILD_SCRIPT), build.paths.build_script, BUILD_SCRIPT_SHA256)
+
+
+def _record_binaries(state, host, build: HostBuild) -> bool:
+    """Run after a compile or an install succeeded: later twins may copy from this host."""
+    build.has_binaries = True
+    return True
 
 
 # --- 1. resolve ------------------------------------------------------------------------------
@@ -275,6 +298,7 @@ def resolve(
         cxx=(compiler_info or {}).get("cxx"),
         # Before execution a missing compiler or tree is expected: earlier tasks provide them.
         problem=problem if executing else None,
+        executed=executing,
     )
     if executing:
         for warning in flags.warnings:
@@ -350,6 +374,7 @@ def compile(paths: Paths):
         LF_CC=build.cc or "cc",
         LF_CXX=build.cxx or "c++",
     )
+    yield FunctionCommand(_record_binaries, (build,), {})
 
 
 # --- 3. share --------------------------------------------------------------------------------
@@ -455,6 +480,7 @@ def _copy_late(state, host, build: HostBuild, source: HostBuild, cache_dir: str)
         and _run_checked(host, verify_and_rename(f"{remote}.part", remote, sha256))
         and host.put_file(StringIO(BUILD_SCRIPT), build.paths.build_script)
         and _run_checked(host, _run_script(build, "install", LF_ARCHIVE=remote, LF_SHA256=sha256, LF_SOURCE_HOST=source.name))
+        and _record_binaries(state, host, build)
     )
 
 
@@ -489,8 +515,8 @@ def install_copy(paths: Paths):
                 "the controller (see its errors above); run the deploy again"
             )
             return
-        # The source's `build.share` ran before this host was planned (pyinfra --serial or
-        # --no-wait run hosts one after the other): fetch from it now.
+        # The source ran all its operations before this host's turn (pyinfra --serial), so its
+        # `build.share` did not know this twin: fetch from it now.
         yield FunctionCommand(_copy_late, (build, source, cache_dir), {})
         return
     local, sha256 = artifact
@@ -499,3 +525,4 @@ def install_copy(paths: Paths):
     yield from upload_verified(local, remote, sha256)
     yield from _upload_script(build)
     yield _run_script(build, "install", LF_ARCHIVE=remote, LF_SHA256=sha256, LF_SOURCE_HOST=source)
+    yield FunctionCommand(_record_binaries, (build,), {})

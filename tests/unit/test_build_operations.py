@@ -160,6 +160,40 @@ def test_twins_install_from_the_controller_cache(empty_build_cache):
     assert f"LF_SHA256={digest}" in install and f"LF_KEY={key}" in install
 
 
+
+def run_host_serially(fake):
+    """All four operations on one host, as `pyinfra --serial` runs them, with llamafleet's own
+    bookkeeping commands carried out (a compile or install that succeeded records it)."""
+    commands = {}
+    for op in ("resolve", "compile", "share", "install_copy"):
+        args = {"role": "worker"} if op == "resolve" else {}
+        commands[op] = run(getattr(build, op), fake, paths=PATHS, **args)
+        for command in commands[op]:
+            if isinstance(command, FunctionCommand) and command.function is build._record_binaries:
+                command.function(fake.state, fake, *command.args)
+    return commands
+
+
+@pytest.mark.parametrize("order", [("phone1", "phone2"), ("phone2", "phone1")])
+def test_serial_run_compiles_once_whichever_twin_runs_first(order):
+    """pyinfra --serial takes hosts in no fixed order (a set): the first twin to run compiles,
+    the next one copies from it. Planning with the other twin's preview made both compile."""
+    state = FakeState(["phone1", "phone2"], executing=False)
+    hosts = {name: FakeHost(name, state, phone_facts()) for name in ("phone1", "phone2")}
+    for fake in hosts.values():  # preparing: every host's preview
+        run(build.resolve, fake, paths=PATHS, role="worker")
+    state.is_executing = True
+    first, second = (run_host_serially(hosts[name]) for name in order)
+
+    assert [c for c in raw(first["compile"]) if " compile " in c]
+    assert first["share"] == []  # the twin's needs are not known yet: nothing to fetch
+    assert raw(second["compile"]) == []
+    assert any(f"come from {order[0]}" in text for text in hosts[order[1]].noops)
+    late = second["install_copy"]
+    assert [type(c) for c in late] == [FunctionCommand]
+    assert late[0].function.__name__ == "_copy_late" and late[0].args[1].name == order[0]
+
+
 def test_up_to_date_host_does_nothing():
     state = FakeState(["phone1"])
     fake = FakeHost("phone1", state, phone_facts())
