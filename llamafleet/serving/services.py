@@ -71,37 +71,46 @@ class ServiceLayout:
     svdir: str | None = None
 
 
-def layout_for(manager: str, name: str, prefix: str | None = None) -> ServiceLayout:
+def definitions_root(manager: str, prefix: str | None = None) -> str:
+    """The directory holding every service definition of `manager` on a device."""
     if manager == "termux-services":
-        # termux-services' runsvdir scans $PREFIX/var/service; its loggers write $PREFIX/var/log/sv.
+        return f"{prefix}/var/service"  # termux-services' runsvdir scans it
+    if manager == "runit":
+        return "/etc/sv"  # Debian's runit: enabled by a link in /etc/service
+    if manager == "systemd":
+        return "/etc/systemd/system"
+    raise ValueError(f"unknown service manager {manager!r} (one of {', '.join(MANAGERS)})")
+
+
+def layout_for(manager: str, name: str, prefix: str | None = None) -> ServiceLayout:
+    root = definitions_root(manager, prefix)
+    if manager == "termux-services":
+        # termux-services' loggers write $PREFIX/var/log/sv; its runsvdir scans the root itself.
         return ServiceLayout(
             manager=manager,
-            definition_dir=f"{prefix}/var/service/{name}",
+            definition_dir=f"{root}/{name}",
             log_dir=f"{prefix}/var/log/sv/{name}",
             shell=f"{prefix}/bin/sh",
             bash=f"{prefix}/bin/bash",
-            svdir=f"{prefix}/var/service",
+            svdir=root,
         )
     if manager == "runit":
-        # Debian's runit layout: definitions in /etc/sv, enabled by a link in /etc/service.
         return ServiceLayout(
             manager=manager,
-            definition_dir=f"/etc/sv/{name}",
+            definition_dir=f"{root}/{name}",
             log_dir=f"/var/log/llamafleet/{name}",
             shell="/bin/sh",
             bash="/bin/bash",
             enabled_link=f"/etc/service/{name}",
             svdir="/etc/service",
         )
-    if manager == "systemd":
-        return ServiceLayout(
-            manager=manager,
-            definition_dir=f"/etc/systemd/system/llamafleet-{name}.service",
-            log_dir="journald",
-            shell="/bin/sh",
-            bash="/bin/bash",
-        )
-    raise ValueError(f"unknown service manager {manager!r} (one of {', '.join(MANAGERS)})")
+    return ServiceLayout(
+        manager=manager,
+        definition_dir=f"{root}/llamafleet-{name}.service",
+        log_dir="journald",
+        shell="/bin/sh",
+        bash="/bin/bash",
+    )
 
 
 class RunitService(FactBase):
@@ -157,10 +166,10 @@ class ManagedServices(FactBase):
     """
 
     def command(self, manager: str, name_glob: str, prefix: str | None = None) -> str:
+        root = shlex.quote(definitions_root(manager, prefix))
         if manager == "systemd":
-            return f"for f in /etc/systemd/system/llamafleet-{name_glob}.service; do [ -f \"$f\" ] && echo \"$f\"; done; true"
-        parent = str(Path(layout_for(manager, "x", prefix).definition_dir).parent)
-        return f"for d in {shlex.quote(parent)}/{name_glob}; do [ -d \"$d\" ] && echo \"$d\"; done; true"
+            return f"for f in {root}/llamafleet-{name_glob}.service; do [ -f \"$f\" ] && echo \"$f\"; done; true"
+        return f"for d in {root}/{name_glob}; do [ -d \"$d\" ] && echo \"$d\"; done; true"
 
     def process(self, output):
         names = []
