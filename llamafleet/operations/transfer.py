@@ -20,7 +20,7 @@ def verify_and_rename(part: str, dest: str, sha256: str) -> StringCommand:
         "if", "echo", QuoteString(f"{sha256}  {part}"), "|", "sha256sum", "-c", "-", ">/dev/null", "2>&1;",
         "then", "mv", "-f", QuoteString(part), QuoteString(dest), ";",
         "else", "rm", "-f", QuoteString(part), ";",
-        "echo", QuoteString(f"llamafleet: upload of {dest} does not match sha256 {sha256}"), ">&2;",
+        "echo", QuoteString(f"llamafleet: {part} does not match sha256 {sha256}: removed, {dest} not replaced"), ">&2;",
         "exit", "1;", "fi",
     )
 

@@ -1,20 +1,19 @@
 """Put the model on a device: sha256-checked, never re-sent when the device already has it.
 
-The file is written under a temporary name, checked, then moved, so a half transfer or a wrong
-file never sits where llama-server reads its model.
+The file is written to `<dest>.part`, checked, then renamed (operations.transfer), so a half
+transfer or a wrong file never sits where llama-server reads its model.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.files import Sha256File
-from pyinfra.operations import files
 
 from llamafleet.operations.archive import sha256_file
+from llamafleet.operations.transfer import upload_verified, verify_and_rename
 
 
 def local_sha256(path: str) -> str:
@@ -24,21 +23,6 @@ def local_sha256(path: str) -> str:
     source archive's sha256 rather than a second cache of its own.
     """
     return sha256_file(os.path.abspath(os.path.expanduser(path)))
-
-
-def _q(value: str) -> str:
-    return shlex.quote(value)
-
-
-def _verify_and_move(partial: str, dest: str, sha256: str, key: str) -> StringCommand:
-    message = f"{host.name}: {key}: sha256 mismatch for {dest}; the file is not used"
-    script = (
-        f'actual=$(sha256sum {_q(partial)} | cut -d" " -f1); '
-        f'if [ "$actual" != {_q(sha256)} ]; then rm -f {_q(partial)}; '
-        f'echo {_q(message)}" (got $actual)" >&2; exit 1; fi; '
-        f"mv -f {_q(partial)} {_q(dest)}"
-    )
-    return StringCommand("sh", "-c", QuoteString(script))
 
 
 @operation()
@@ -61,20 +45,18 @@ def model_file(dest: str, sha256: str, src: str | None = None, url: str | None =
     if host.get_fact(Sha256File, path=dest) == sha256:
         host.noop(f"model {dest} is present with sha256 {sha256[:12]}")
         return
-    partial = f"{dest}.partial"
-    yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(dest)))
     if src:
         if local_sha256(src) != sha256:
             raise ValueError(f"{host.name}: model_file: {src} does not have model_sha256 {sha256}")
-        yield from files.put._inner(src=os.path.expanduser(src), dest=partial)
-        key = "model_file"
+        yield from upload_verified(os.path.expanduser(src), dest, sha256)
     elif url:
-        # -C - resumes a partial download left by an interrupted run.
-        yield StringCommand("curl", "-fL", "--retry", "3", "-C", "-", "-o", QuoteString(partial), QuoteString(url))
-        key = "model_url"
+        part = f"{dest}.part"
+        yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(dest)))
+        # -C - resumes the part an interrupted run left.
+        yield StringCommand("curl", "-fL", "--retry", "3", "-C", "-", "-o", QuoteString(part), QuoteString(url))
+        yield verify_and_rename(part, dest, sha256)
     else:
         raise ValueError(f"{host.name}: model_url: neither model_url nor model_file is set")
-    yield _verify_and_move(partial, dest, sha256, key)
 
 
 def model_dest(data, models_dir: str) -> str:
