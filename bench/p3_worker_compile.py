@@ -38,7 +38,7 @@ def clean_build(host: str, src: str, args: str, target: str | None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="worker builds (about 1 min each)")
-    parser.add_argument("--seed-runs", type=int, default=1, help="each builds every target (about 15 min on 2 cores)")
+    parser.add_argument("--seed-runs", type=int, default=1, help="each builds every target (about 10 min on 2 cores)")
     args = parser.parse_args()
     require_root()
     lab()
