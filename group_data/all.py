@@ -44,7 +44,8 @@ llama_cpu_mcpu = None
 # Extra CMake arguments, appended after llamafleet's own (last one wins in CMake).
 llama_cmake_args = []
 
-# Parallel compile jobs. Default: min(cores, RAM in GiB / 1.5): phones OOM at -j8.
+# Parallel compile jobs. Default: min(cores, available RAM in GiB / 1.5): phones OOM at -j8.
+# On Termux never more than 4 (Android 12+ kills an app's processes beyond 32).
 llama_build_jobs = None
 
 # C compiler to build with ("clang", "gcc", a path). Default: clang on Termux, cc on Linux.

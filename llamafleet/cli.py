@@ -15,6 +15,7 @@ _COMMAND_MODULES = (
     "llamafleet.validate_cli",
     "llamafleet.verify_cli",
     "llamafleet.diagnose",
+    "llamafleet.doctor",
 )
 
 

@@ -4,6 +4,10 @@ For every worker, from the master's side where it matters: TCP connect and its l
 RPC HELLO (protocol version), a bounded transfer for bandwidth, a path-MTU check, the bind
 address, and on phones the wake lock and heat. One row per check, ok / warn / fail, with the fix
 to try, in the spirit of the seed guide's troubleshooting table. Exit 1 when a check fails.
+
+Nothing here runs `ss` on a worker: Android 10+ denies it to apps. Where the rpc-server listens
+and whether the master uses it come from llamafleet.serving.listening (connect probes, the
+process's command line, and the master's own connections).
 """
 
 from __future__ import annotations
@@ -19,14 +23,13 @@ from dataclasses import dataclass
 from llamafleet.connect import run, ssh_client
 from llamafleet.gather import gather_facts
 from llamafleet.plan import PlanError, PlannedHost, make_plan, model_size_from_data
-from llamafleet.serving.probes import tcp_reachable
+from llamafleet.serving.listening import Listening, check_listening, master_connections
+from llamafleet.serving.probes import rpc_hello_request, tcp_reachable
 
-# ggml-rpc's HELLO (protocol v7): command byte 14, a 64-bit little-endian size, the request
-# (24 bytes of transport capabilities); the answer is a 64-bit size, then major, minor, patch,
-# padding and the server's 24 capability bytes.
-RPC_CMD_HELLO = 14
-RPC_CAPS_SIZE = 24
+# ggml-rpc's HELLO (protocol v7), whose request bytes llamafleet.serving.probes makes: the answer
+# is a 64-bit size, then major, minor, patch, padding and the server's 24 capability bytes.
 RPC_PROTO_MAJOR = 7
+HOT_CELSIUS = 70
 TRANSFER_BYTES = 16 * 1024 * 1024
 
 
@@ -41,7 +44,7 @@ class Row:
 
 def rpc_hello(sock: socket.socket) -> tuple[int, int, int]:
     """Send HELLO on a connected socket-like object; the server's (major, minor, patch)."""
-    sock.sendall(struct.pack("<BQ", RPC_CMD_HELLO, RPC_CAPS_SIZE) + bytes(RPC_CAPS_SIZE))
+    sock.sendall(rpc_hello_request())
     header = _recv_exactly(sock, 8)
     (size,) = struct.unpack("<Q", header)
     body = _recv_exactly(sock, size)
@@ -58,9 +61,35 @@ def _recv_exactly(sock, count: int) -> bytes:
     return data
 
 
-def _rpc_clients(client, port: int) -> int:
-    code, out, _ = run(client, f"ss -Htn state established '( sport = :{port} )' 2>/dev/null")
-    return len([line for line in out.splitlines() if line.strip()]) if code == 0 else 0
+def _runner(client):
+    """A `run` for llamafleet.serving.listening: (exit status, stdout) of a command over SSH."""
+    return lambda command: run(client, command)[:2]
+
+
+def bind_row(name: str, listening: Listening) -> Row:
+    """The bind-address row from the worker's own probes (no ss: phones have none)."""
+    if not listening.listening:
+        return Row(name, "bind address", "fail", f"nothing listens on {listening.endpoint} ({listening.at_endpoint})",
+                   "check the worker service: sv status llama-rpc (logs: llama-rpc/current)")
+    if listening.exposed:
+        return Row(name, "bind address", "warn",
+                   f"{listening.elsewhere} is not refused ({listening.at_elsewhere}): open to the whole network",
+                   "unset rpc_bind (bind the cluster address) or use rpc_transport = tunnel")
+    if not listening.process_matches:
+        return Row(name, "bind address", "fail", "; ".join(listening.problems()),
+                   "deploy again: the running rpc-server is not the planned one")
+    return Row(name, "bind address", "ok", listening.summary())
+
+
+def hello_row(name: str, sock) -> Row:
+    """The RPC protocol row from a HELLO on a connected socket-like object."""
+    try:
+        major, minor, patch = rpc_hello(sock)
+    except (OSError, ConnectionError) as error:
+        return Row(name, "RPC protocol", "fail", f"no HELLO answer: {error}", "build every node from one llama_cpp_ref")
+    status = "ok" if major == RPC_PROTO_MAJOR else "fail"
+    return Row(name, "RPC protocol", status, f"v{major}.{minor}.{patch} (llamafleet expects v{RPC_PROTO_MAJOR}.x)",
+               "" if status == "ok" else "build every node from one llama_cpp_ref")
 
 
 def check_worker(worker: PlannedHost, master: PlannedHost, data: dict, master_data: dict) -> list[Row]:
@@ -71,16 +100,7 @@ def check_worker(worker: PlannedHost, master: PlannedHost, data: dict, master_da
     address, port = worker.connect.rsplit(":", 1)
     try:
         # Bind address: the planned one, never 0.0.0.0 unless asked.
-        _, listening, _ = run(worker_ssh, "ss -Htln 2>/dev/null")
-        bound = [line.split()[3] for line in listening.splitlines() if line.split()[3].endswith(f":{worker.rpc_port}")]
-        if f"{worker.address}:{worker.rpc_port}" in bound:
-            rows.append(Row(name, "bind address", "ok", f"{worker.address}:{worker.rpc_port}"))
-        elif any(b.startswith(("0.0.0.0:", "*:", "[::]:")) for b in bound):
-            rows.append(Row(name, "bind address", "warn", f"listening on {bound[0]}: open to the whole network",
-                            "unset rpc_bind (bind the cluster address) or use rpc_transport = tunnel"))
-        else:
-            rows.append(Row(name, "bind address", "fail", f"nothing listens on {worker.address}:{worker.rpc_port}",
-                            "check the worker service: sv status llama-rpc (logs: llama-rpc/current)"))
+        rows.append(bind_row(name, check_listening(_runner(worker_ssh), worker)))
 
         # TCP from the master, with latency; an established connection already proves it.
         started = time.monotonic()
@@ -95,9 +115,10 @@ def check_worker(worker: PlannedHost, master: PlannedHost, data: dict, master_da
 
         # RPC HELLO through the worker's own SSH (reaches 127.0.0.1-bound workers too). A worker
         # serving the master accepts no second client: the master's connection is the proof.
-        clients = _rpc_clients(worker_ssh, worker.rpc_port)
-        if clients:
-            rows.append(Row(name, "RPC protocol", "ok", f"serving {clients} connection(s) from the master (version accepted)"))
+        connected = master_connections(_runner(master_ssh), worker)
+        if connected:
+            rows.append(Row(name, "RPC protocol", "ok",
+                            f"serving {len(connected.evidence)} connection(s) from the master (version accepted; {connected.method})"))
         else:
             channel = worker_ssh.get_transport().open_channel(
                 "direct-tcpip", (worker.address if worker.address != "0.0.0.0" else "127.0.0.1", worker.rpc_port), ("127.0.0.1", 0),
@@ -105,12 +126,7 @@ def check_worker(worker: PlannedHost, master: PlannedHost, data: dict, master_da
             )
             channel.settimeout(10)
             try:
-                major, minor, patch = rpc_hello(channel)
-                status = "ok" if major == RPC_PROTO_MAJOR else "fail"
-                rows.append(Row(name, "RPC protocol", status, f"v{major}.{minor}.{patch} (llamafleet expects v{RPC_PROTO_MAJOR}.x)",
-                                "" if status == "ok" else "build every node from one llama_cpp_ref"))
-            except (OSError, ConnectionError) as error:
-                rows.append(Row(name, "RPC protocol", "fail", f"no HELLO answer: {error}", "build every node from one llama_cpp_ref"))
+                rows.append(hello_row(name, channel))
             finally:
                 channel.close()
 
@@ -153,14 +169,22 @@ def _phone_rows(client, name: str) -> list[Row]:
         rows.append(Row(name, "wake lock at boot", "fail", "no boot script taking the wake lock",
                         "deploy again; install and open the Termux:Boot app once"))
     _, temps, _ = run(client, "cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null")
-    values = [int(t) / 1000 for t in temps.split() if re.fullmatch(r"-?\d+", t)]
-    if values:
-        hottest = max(values)
-        rows.append(Row(name, "temperature", "ok" if hottest < 70 else "warn", f"{hottest:.0f} °C",
-                        "" if hottest < 70 else "throttling likely: cool the phone, fewer threads (rpc_threads)"))
-    else:
-        rows.append(Row(name, "temperature", "ok", "not readable without root (Android hides thermal zones)"))
+    rows.append(temperature_row(name, temps))
     return rows
+
+
+def temperature_row(name: str, temps: str) -> Row:
+    """The hottest thermal zone (millidegrees in /sys/class/thermal), or unknown: many Android
+    builds deny apps those files, and an unknown heat is not a good one."""
+    values = [int(t) / 1000 for t in temps.split() if re.fullmatch(r"-?\d+", t)]
+    if not values:
+        return Row(name, "temperature", "warn", "unknown: /sys/class/thermal is not readable here",
+                   "watch the battery temperature instead (termux-battery-status, from Termux:API)")
+    hottest = max(values)
+    if hottest < HOT_CELSIUS:
+        return Row(name, "temperature", "ok", f"{hottest:.0f} °C")
+    return Row(name, "temperature", "warn", f"{hottest:.0f} °C",
+               "throttling likely: cool the phone, fewer threads (rpc_threads)")
 
 
 def render(rows: list[Row]) -> str:

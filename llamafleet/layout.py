@@ -9,7 +9,7 @@ one place:
     <base>/bin                -> symlink to the current release (swapped atomically)
     <base>/logs               build.log and service logs
     <base>/models             model files
-    <base>/run                pid files, lock files, transfer files
+    <base>/run                pid files, lock files, transfer files, the wake-lock record
     <base>/libexec            helper scripts llamafleet uploads (the build script)
 
 The base is the `llamafleet_dir` data key, else `$HOME/llamafleet` on Termux (the app's home is
@@ -26,6 +26,9 @@ from typing import Any
 from pyinfra.api.exceptions import OperationValueError
 
 TERMUX_BASE_NAME = "llamafleet"
+# The Termux:Boot script llamafleet writes, relative to the Termux home (Termux:Boot runs the
+# files in ~/.termux/boot/ in name order).
+TERMUX_BOOT_SCRIPT = ".termux/boot/50-llamafleet"
 LINUX_DEFAULT_BASE = "/opt/llamafleet"
 
 
@@ -65,6 +68,12 @@ class Paths:
     @property
     def build_script(self) -> str:
         return f"{self.libexec}/llamafleet-build.sh"
+
+    @property
+    def wake_lock_record(self) -> str:
+        """Where a phone records when llamafleet last took the wake lock (boot id and time):
+        Android cannot be asked whether a wake lock is held (llamafleet.serving.wakelock)."""
+        return f"{self.run}/wake-lock"
 
 
 def paths_for(base: str) -> Paths:

@@ -8,8 +8,8 @@ master's tunnel key for that one port forward.
 from pyinfra import host
 from pyinfra.operations import files
 
-from llamafleet.layout import device_paths
-from llamafleet.serving import cluster
+from llamafleet.layout import TERMUX_BOOT_SCRIPT, device_paths
+from llamafleet.serving import cluster, wakelock
 from llamafleet.serving.secrets import existing_tunnel_key, tunnel_key
 from llamafleet.serving.services import TEMPLATES, Service, supervise
 from llamafleet.serving.tunnels import authorized_key_line
@@ -60,10 +60,11 @@ if me.role == "worker":
         files.template(
             name="Termux:Boot script (wake lock, wait for network, start services)",
             src=str(TEMPLATES / "termux/boot.sh.j2"),
-            dest=f"{platform['home']}/.termux/boot/50-llamafleet",
+            dest=f"{platform['home']}/{TERMUX_BOOT_SCRIPT}",
             mode="700",
             prefix=platform["prefix"],
             address=me.cluster_address,
             network_wait=int(host.data.get("termux_boot_network_wait")),
             log_file=f"{paths.logs}/boot.log",
+            wake_lock=wakelock.take_command(paths.wake_lock_record),
         )

@@ -1,4 +1,4 @@
-"""`llamafleet lab up|status|down|reboot|exec`: the lab from the command line."""
+"""`llamafleet lab up|status|down|reboot|screen|pin|unlock|setprop|exec`: the lab from the command line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from llamafleet.lab import execute, lifecycle
+from llamafleet.lab import execute, lifecycle, phone
 from llamafleet.lab.state import LabError, LabNotUp, load_state
 
 EXIT_NOT_ROOT = 2
@@ -37,9 +37,29 @@ def register(subparsers) -> None:
     down = commands.add_parser("down", help="stop the lab and remove everything it created")
     down.set_defaults(func=_guarded(cmd_down))
 
-    reboot = commands.add_parser("reboot", help="reboot one host (kills all but sshd, runs boot scripts)")
+    reboot = commands.add_parser("reboot", help="reboot one host (a phone keeps nothing; Termux:Boot scripts run)")
     reboot.add_argument("host")
     reboot.set_defaults(func=_guarded(cmd_reboot))
+
+    screen = commands.add_parser("screen", help="turn a phone's screen on or off (Doze needs it off)")
+    screen.add_argument("host")
+    screen.add_argument("state", choices=("on", "off"))
+    screen.set_defaults(func=_guarded(lambda args: _phone_action(phone.set_screen, args.host, args.state == "on")))
+
+    pin = commands.add_parser("pin", help="set or clear a phone's screen lock (Termux:Boot waits for the first unlock)")
+    pin.add_argument("host")
+    pin.add_argument("state", choices=("on", "off"))
+    pin.set_defaults(func=_guarded(lambda args: _phone_action(phone.set_pin, args.host, args.state == "on")))
+
+    unlock = commands.add_parser("unlock", help="unlock a phone after a reboot (runs its Termux:Boot scripts)")
+    unlock.add_argument("host")
+    unlock.set_defaults(func=_guarded(lambda args: _phone_action(phone.unlock, args.host)))
+
+    setprop = commands.add_parser("setprop", help="set an Android property of a phone (as adb shell would)")
+    setprop.add_argument("host")
+    setprop.add_argument("key")
+    setprop.add_argument("value")
+    setprop.set_defaults(func=_guarded(lambda args: _phone_action(phone.set_property, args.host, args.key, args.value)))
 
     run = commands.add_parser(
         "exec",
@@ -70,6 +90,11 @@ def _guarded(command):
             return 1
 
     return run
+
+
+def _phone_action(action, *arguments) -> int:
+    action(*arguments)
+    return 0
 
 
 def cmd_up(args) -> int:

@@ -12,8 +12,14 @@ app's service daemon (runsvdir on $PREFIX/var/service) and the Termux:Boot app r
 forks the init, which becomes PID 1 of the new PID namespace: when it dies, the kernel kills
 every process of the host, which is how `lab down` stops a host. The init mounts the host's
 own /proc and /sys, bind-mounts the host's storage (SPEC "mounts"), sets the hostname, starts
-sshd (restarting it if it dies), then "boots" (see `boot`). It then reaps orphans and waits
-for signals: SIGUSR1 = reboot (kill every process but sshd, boot again), SIGTERM = power off.
+sshd, then "boots" (see `boot`). It then reaps orphans and waits for signals: SIGUSR1 = reboot,
+SIGUSR2 = the phone's first unlock, SIGTERM = power off.
+
+A Linux host's sshd is a system service: restarted if it dies, spared by a reboot. A phone's sshd
+is the one its user started by hand in Termux (`lab up`): nobody restarts it, and a reboot kills
+every process of the phone; what comes back is what the Termux:Boot scripts start. A phone's
+init also applies Android's policies to the app's processes (android_edge.py: no netlink, no
+/proc/net, Doze, the phantom process killer).
 
 Standard library only, and every module is imported up front: the init bind-mounts other
 directories over /root, where the interpreter may live, so a later import could fail.
@@ -32,6 +38,14 @@ import stat
 import sys
 import time
 import traceback
+import importlib.util
+
+# The Android edge of a phone (android_edge.py beside this file), loaded by path: `-I` keeps this
+# script's directory off sys.path, and nothing may be imported after the mounts.
+_spec = importlib.util.spec_from_file_location("llamafleet_android_edge", os.path.join(os.path.dirname(os.path.abspath(__file__)), "android_edge.py"))
+android_edge = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = android_edge
+_spec.loader.exec_module(android_edge)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -53,7 +67,7 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 
 # Signals the init handles; they stay blocked and are collected with sigtimedwait.
-WATCHED = {signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+WATCHED = {signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 SSHD_RESTART_DELAY = 1.0
 KILL_GRACE = 1.5  # seconds between SIGTERM and SIGKILL at reboot
 
@@ -114,10 +128,11 @@ def spawn(
     log_path: str,
     user: dict | None = None,
     fallback_shell: str | None = None,
+    child_setup=None,
 ) -> int:
     """fork+exec a child in its own session, output appended to log_path; return its pid.
 
-    `user` ({"uid", "gid", "groups"}) drops root first. `fallback_shell` runs scripts that
+    `user` ({"uid", "gid", "groups"}) drops root first, after `child_setup()` ran. `fallback_shell` runs scripts that
     have no #! line, as Android's Termux does with $PREFIX/bin/sh. Raises SpawnError when the
     child cannot exec (reported through a close-on-exec pipe, as subprocess does).
     """
@@ -145,6 +160,8 @@ def spawn(
         os.dup2(devnull, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
+        if child_setup:  # while still root: the phone's cgroup and seccomp filter
+            child_setup()
         os.closerange(3, error_write)
         os.closerange(error_write + 1, 1024)
         if user:
@@ -201,14 +218,23 @@ class HostInit:
         self.boot_scripts: dict[int, str] = {}  # pid -> script name, while they run
         self.boot_count = 0
         self.boot_log = os.path.join(self.log_dir, "boot.log")
+        self.booted_at = 0.0
+        self.boot_scripts_ran: list[str] = []
+        self.boot_waits_for_unlock = False
+        # A phone: Android's policies on the app's processes (android_edge.Phone).
+        self.android = android_edge.Phone(spec["android"], log) if spec.get("android") else None
 
     # -- setup, once ---------------------------------------------------------------------
 
     def setup(self) -> None:
         # A /proc and /sys of our own: the PID namespace's processes, the netns's interfaces.
+        if self.android:
+            self.android.open_cgroup()  # the machine's cgroups are hidden once /sys is ours
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         umount("/sys", MNT_DETACH)
         mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if self.android:
+            self.android.mask(lambda source, target: mount(source, target, None, MS_BIND))
         for entry in self.spec["mounts"]:
             if entry["type"] == "bind":
                 mount(entry["source"], entry["target"], None, MS_BIND)
@@ -235,6 +261,7 @@ class HostInit:
             cwd="/",
             log_path=os.path.join(self.log_dir, "sshd.log"),
             user=self.spec["user"] if sshd["as_user"] else None,
+            child_setup=self.android.child_setup if self.android else None,
         )
         self.sshd_restart_at = None
         log(f"sshd started (pid {self.sshd_pid})")
@@ -247,6 +274,7 @@ class HostInit:
             cwd=runsvdir["cwd"],
             log_path=os.path.join(self.log_dir, "runsvdir.log"),
             user=self.spec["user"],
+            child_setup=self.android.child_setup if self.android else None,
         )
         if runsvdir.get("pidfile"):
             with open(runsvdir["pidfile"], "w") as handle:
@@ -287,6 +315,7 @@ class HostInit:
                     log_path=os.path.join(self.log_dir, f"boot-{name}.log"),
                     user=user,
                     fallback_shell=self.spec.get("boot_shell"),
+                    child_setup=self.android.child_setup if self.android else None,
                 )
             except SpawnError as error:  # Termux would log the failure and go on
                 self.note_boot(f"{name} failed to start: {error}")
@@ -301,6 +330,7 @@ class HostInit:
 
     def boot(self) -> None:
         self.boot_count += 1
+        self.booted_at = time.time()
         for path in self.spec.get("volatile_files", []):
             if os.path.lexists(path):
                 os.unlink(path)
@@ -312,28 +342,54 @@ class HostInit:
                 else:
                     os.unlink(path)
         self.make_dirs()
-        try:
-            self.start_runsvdir()
-        except SpawnError as error:
-            if self.boot_count == 1:  # `lab up` reports it
-                raise
-            log(f"{error}")  # a broken service manager must not take the host down
-        scripts = self.run_boot_scripts() if self.spec.get("boot_dir") else []
-        write_json_atomically(
-            self.spec["status_file"],
-            {
-                "boot_count": self.boot_count,
-                "booted_at": time.time(),
-                "sshd_pid": self.sshd_pid,
-                "runsvdir_pid": self.runsvdir_pid,
-                "boot_scripts": scripts,
-            },
-        )
+        if self.android:
+            self.android.new_boot()
+        if self.spec.get("runsvdir"):
+            try:
+                self.start_runsvdir()
+            except SpawnError as error:
+                if self.boot_count == 1:  # `lab up` reports it
+                    raise
+                log(f"{error}")  # a broken service manager must not take the host down
+        self.boot_scripts_ran = []
+        # Termux:Boot acts on BOOT_COMPLETED, which a phone with a screen lock sends only after
+        # the first unlock (`lab unlock HOST`). `lab up` stands for a phone already in use.
+        self.boot_waits_for_unlock = self.boot_count > 1 and os.path.exists(self.spec.get("pin_file") or "/nonexistent")
+        if self.boot_waits_for_unlock:
+            self.note_boot("locked: Termux:Boot waits for the first unlock")
+        elif self.spec.get("boot_dir"):
+            self.boot_scripts_ran = self.run_boot_scripts()
+        self.write_status()
         log(f"boot {self.boot_count} done")
 
+    def unlock(self) -> None:
+        if not self.boot_waits_for_unlock:
+            return
+        self.boot_waits_for_unlock = False
+        self.note_boot("unlocked")
+        self.boot_scripts_ran = self.run_boot_scripts()
+        self.write_status()
+
+    def write_status(self) -> None:
+        status = {
+            "boot_count": self.boot_count,
+            "booted_at": self.booted_at,
+            "sshd_pid": self.sshd_pid,
+            "runsvdir_pid": self.runsvdir_pid,
+            "boot_scripts": self.boot_scripts_ran,
+            "locked": self.boot_waits_for_unlock,
+        }
+        if self.android:
+            status.update(self.android.counters)
+        write_json_atomically(self.spec["status_file"], status)
+
     def spared(self, pid: int) -> bool:
-        """Reboot keeps PID 1 and sshd (the listener and its sessions' privileged halves)."""
-        return pid == 1 or executable(pid) == self.spec["sshd"]["argv"][0]
+        """A Linux host's reboot keeps PID 1 and sshd (the listener and its sessions' privileged
+        halves: sshd is a system service that comes back at boot). A phone's keeps only PID 1:
+        nothing of the app survives (Termux starts no sshd by itself)."""
+        if pid == 1:
+            return True
+        return self.spec["sshd"]["supervised"] and executable(pid) == self.spec["sshd"]["argv"][0]
 
     def victims(self) -> list[int]:
         return [pid for pid in processes() if not self.spared(pid) and not is_zombie_or_gone(pid)]
@@ -366,8 +422,12 @@ class HostInit:
 
     def reboot(self) -> None:
         log("reboot requested")
+        if self.android:
+            self.android.thaw()  # a frozen process takes its SIGKILL only once thawed
         self.kill_all_but_sshd()
         self.runsvdir_pid = None
+        if not self.spec["sshd"]["supervised"]:
+            self.sshd_pid = None
         self.boot_scripts.clear()
         self.boot()
 
@@ -387,9 +447,12 @@ class HostInit:
                 return
             code = os.waitstatus_to_exitcode(status)
             if pid == self.sshd_pid:
-                log(f"sshd exited ({code}); restarting in {SSHD_RESTART_DELAY}s")
                 self.sshd_pid = None
-                self.sshd_restart_at = time.monotonic() + SSHD_RESTART_DELAY
+                if self.spec["sshd"]["supervised"]:
+                    log(f"sshd exited ({code}); restarting in {SSHD_RESTART_DELAY}s")
+                    self.sshd_restart_at = time.monotonic() + SSHD_RESTART_DELAY
+                else:  # the phone's user started it by hand: nobody restarts it
+                    log(f"sshd exited ({code})")
             elif pid == self.runsvdir_pid:
                 log(f"runsvdir exited ({code})")
                 self.runsvdir_pid = None
@@ -403,8 +466,12 @@ class HostInit:
                 self.reap()
             elif info.si_signo == signal.SIGUSR1:
                 self.reboot()
+            elif info.si_signo == signal.SIGUSR2:
+                self.unlock()
             elif info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 self.power_off()
+            if self.android and self.android.tick():
+                self.write_status()
             if self.sshd_restart_at is not None and time.monotonic() >= self.sshd_restart_at:
                 try:
                     self.start_sshd()

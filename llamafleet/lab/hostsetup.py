@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from llamafleet.lab import sshd, termux
+from llamafleet.lab import android_edge, sshd, termux
 from llamafleet.lab.topology import LabHost
 
 # Paths a deploy writes on a Linux host (llamafleet_dir /opt/llamafleet, runit services,
@@ -51,13 +51,15 @@ LINUX_ENV = {
 }
 
 RUNSVDIR = "/usr/bin/runsvdir"
+# Where phones' freezer cgroups live (cgroup v1 freezer hierarchy of the machine).
+FREEZER_ROOT = Path("/sys/fs/cgroup/freezer/llamafleet-lab")
 
 
 def mount_points(hosts: list[LabHost]) -> list[str]:
     """Every path some host mounts over: it has to exist on the machine."""
     points: list[str] = []
     if any(host.is_phone for host in hosts):
-        points += ["/data", "/etc/passwd", "/etc/group", "/etc/profile", *PHONE_HIDDEN_PATHS, "/run"]
+        points += ["/data", "/system", "/etc/passwd", "/etc/group", "/etc/profile", *PHONE_HIDDEN_PATHS, "/run"]
     if any(not host.is_phone for host in hosts):
         points += [*LINUX_PRIVATE_PATHS, "/run"]
     return list(dict.fromkeys(points))
@@ -126,7 +128,7 @@ def build_linux_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict
         "user": None,
         "env": LINUX_ENV,
         "home": "/root",
-        "sshd": {"argv": [sshd.SSHD, "-D", "-e", "-f", str(sshd_config)], "as_user": False},
+        "sshd": {"argv": [sshd.SSHD, "-D", "-e", "-f", str(sshd_config)], "as_user": False, "supervised": True},
         # Debian's runit layout (/etc/runit/2 runs the same), instead of systemd.
         "runsvdir": {"argv": [RUNSVDIR, "-P", "/etc/service"], "cwd": "/", "pidfile": None},
         "boot_dir": None,
@@ -147,7 +149,12 @@ def build_phone_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict
     empty.mkdir(mode=0o755)
     empty.chmod(0o755)
 
+    system_root = _storage(host_dir, "/system")
+    termux.write_system_files(host, system_root)
+    android = _android_spec(host, host_dir, data_root)
+
     mounts = [{"type": "bind", "source": str(data_root), "target": "/data"}]
+    mounts.append({"type": "bind", "source": str(system_root), "target": "/system"})
     mounts += [{"type": "bind", "source": str(etc / name), "target": f"/etc/{name}"} for name in ("passwd", "group", "profile")]
     mounts += [{"type": "bind", "source": str(empty), "target": path} for path in PHONE_HIDDEN_PATHS]
     mounts.append({"type": "tmpfs", "target": "/run", "options": "mode=0755"})
@@ -157,21 +164,52 @@ def build_phone_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict
         "user": {"uid": host.uid, "gid": host.gid, "groups": groups},
         "env": termux.termux_env(host),
         "home": termux.TERMUX_HOME,
-        "sshd": {
-            "argv": [sshd.SSHD, "-D", "-e", "-f", f"{termux.TERMUX_PREFIX}/etc/ssh/sshd_config"],
-            "as_user": True,
-        },
-        # What termux-services' service-daemon runs: runsvdir on $SVDIR, pid file included.
-        "runsvdir": {
-            "argv": [f"{termux.TERMUX_BIN}/runsvdir", termux.TERMUX_SVDIR],
-            "cwd": termux.TERMUX_PREFIX,
-            "pidfile": termux.SERVICE_DAEMON_PIDFILE,
-        },
+        # The sshd the user started by hand in Termux before llamafleet saw the phone: only at
+        # `lab up`, never restarted, killed by a reboot like every process of the app.
+        "sshd": {"argv": [f"{termux.TERMUX_BIN}/sshd", "-D", "-e"], "as_user": True, "supervised": False},
+        # No runsvdir at boot: termux-services' start-services.sh starts it (service-daemon).
+        "runsvdir": None,
         "boot_dir": termux.TERMUX_BOOT_DIR,
         "boot_shell": f"{termux.TERMUX_BIN}/sh",
-        # Android's reboot drops the app's wake lock.
+        "pin_file": str(host_dir / "pin"),
+        "android": android,
         "volatile_dirs": [],
-        "volatile_files": [termux.WAKE_LOCK_FILE],
+        "volatile_files": [],
+    }
+
+
+def freezer_cgroup(host: LabHost) -> Path:
+    """The phone's freezer cgroup (v1) on the machine, named like the lab's other pieces."""
+    return FREEZER_ROOT / host.netns
+
+
+def _android_spec(host: LabHost, host_dir: Path, data_root: Path) -> dict:
+    """What the phone's init needs for Android's policies (android_edge.Phone)."""
+    for directory, mode in (("system", 0o711), ("misc", 0o711), ("misc/net", 0o700)):
+        (data_root / directory).mkdir(parents=True, exist_ok=True)
+        (data_root / directory).chmod(mode)
+    wake_lock = data_root / "system/lab-wake-lock"
+    wake_lock.touch()
+    wake_lock.chmod(0o622)
+    proc_net_link = host_dir / "fs" / "proc-net-link"
+    proc_net_link.symlink_to(android_edge.DENIED_PROC_NET)
+    denied = host_dir / "fs" / "android-denied"
+    denied.mkdir(mode=0o700)
+    boot_id = host_dir / "fs" / "boot_id"
+    boot_id.write_text("\n")
+    boot_id.chmod(0o444)
+    cgroup = freezer_cgroup(host)
+    cgroup.mkdir(parents=True, exist_ok=True)
+    (host_dir / "screen").write_text("on\n")
+    return {
+        "uid": host.uid,
+        "freezer_cgroup": str(cgroup),
+        "proc_net_link": str(proc_net_link),
+        "denied_dir": str(denied),
+        "boot_id_file": str(boot_id),
+        "wake_lock_file": termux.WAKE_LOCK_FILE,
+        "screen_file": str(host_dir / "screen"),
+        "properties_file": str(host_dir / "fs/system/etc/lab.prop"),
     }
 
 

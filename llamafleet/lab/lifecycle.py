@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from llamafleet.lab import hostinit, hostsetup, network, sshd
+from llamafleet.lab import hostinit, hostsetup, network, phone, sshd
 from llamafleet.lab.state import MARKER_FILE, LabError, LabNotUp, LabState, load_state
 from llamafleet.lab.topology import LabHost, plan_hosts, state_dir
 
@@ -83,7 +83,7 @@ def up(phones: int = 2, linux: int = 2, *, progress=None) -> UpResult:
             existing = None
         if existing is not None:
             return UpResult(_check_existing(existing, phones, linux), already_up=True, seconds=0.0)
-        leftovers = network.leftovers()
+        leftovers = network.leftovers() + phone.cgroup_leftovers()
         if leftovers:
             raise LabError(
                 "pieces of an earlier lab are still there (" + ", ".join(leftovers) + "): run `llamafleet lab down` first"
@@ -227,10 +227,11 @@ def _down_locked(directory: Path) -> DownResult:
         state = None
     init_pids = set(state.init_pids.values()) if state else set()
     init_pids |= _running_inits(directory)
-    if state is None and not init_pids and not network.leftovers() and not directory.exists():
+    if state is None and not init_pids and not network.leftovers() + phone.cgroup_leftovers() and not directory.exists():
         return DownResult(was_up=False, seconds=0.0, problems=[])
 
     problems = []
+    phone.thaw_all()  # a dozing phone's frozen processes would not take the kernel's SIGKILL
     for pid in init_pids:
         if _init_alive(pid):
             # PID 1 of the host's PID namespace: the kernel kills the whole host with it.
@@ -243,6 +244,7 @@ def _down_locked(directory: Path) -> DownResult:
         problems.append(f"init processes still present after {INIT_EXIT_TIMEOUT:.0f}s: {sorted(alive)}")
 
     problems += network.destroy_network()
+    problems += phone.remove_cgroups()
     if state is not None:
         kept = hostsetup.remove_created_dirs(state.created_paths)
         problems += [f"kept {path}: not empty any more" for path in kept]
@@ -301,8 +303,9 @@ def _process_exists(pid: int) -> bool:
 
 
 def reboot(name: str, *, state: LabState | None = None) -> dict:
-    """Reboot one host: every process but sshd and init dies, runsvdir restarts, and (phones)
-    the Termux:Boot scripts run. Returns the host's boot status once the boot is done."""
+    """Reboot one host. A Linux host: every process but sshd and init dies and runsvdir
+    restarts. A phone: every process dies (sshd too), and the Termux:Boot scripts run, at once
+    or, with a PIN set, after `lab unlock`. Returns the host's boot status once the boot is done."""
     require_root()
     state = state or load_state()
     host = state.host(name)

@@ -1,11 +1,14 @@
 """The simulated Termux phone: paths, environment and the app's files under /data.
 
-Stands for: an Android phone with the Termux app (version TERMUX_VERSION) and the user's
+Stands for: an Android 12-15 phone with the Termux app (version TERMUX_VERSION) and the user's
 `pkg install openssh`. Android's app sandbox is reproduced where a deploy can notice it: an app
 user (u0_a201) without root or sudo, who can write only below /data/data/com.termux/files,
-finds no writable /tmp, and gets Termux's environment (PREFIX, HOME, TMPDIR, PATH with
-$PREFIX/bin first) in every SSH session. Programs themselves are the machine's (/usr/bin comes
-after $PREFIX/bin in PATH); `pkg` only records packages in the phone's dpkg database.
+finds no writable /tmp, and gets Termux's environment in every SSH session: PATH is $PREFIX/bin
+alone and SVDIR/LOGDIR are unset (termux-packages `packages/openssh` session patch, termux-app
+`TermuxShellEnvironment`). $PREFIX/bin holds only what Termux's packages installed (see
+termux_programs.py): a fresh phone has the bootstrap's tools, nothing of iproute2 or python.
+Android's own pieces an app can read are there too: /system/bin/getprop with the phone's
+properties (Android version, the phantom process killer's setting).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from llamafleet.lab import sshd
 from llamafleet.lab.termux_packages import BOOTSTRAP, render_packages_index
+from llamafleet.lab.termux_programs import LAB_PAYLOAD
 from llamafleet.lab.topology import LabHost
 
 TERMUX_VERSION = "0.118.3"
@@ -33,35 +37,22 @@ TERMUX_LOGDIR = TERMUX_PREFIX + "/var/log"
 TERMUX_BOOT_DIR = TERMUX_HOME + "/.termux/boot"
 TERMUX_SHELL = TERMUX_BIN + "/bash"
 
-# Documented lab state file of termux-wake-lock / termux-wake-unlock ("held" / "released",
-# absent after boot until a script takes the lock).
-WAKE_LOCK_FILE = TERMUX_PREFIX + "/var/run/wake-lock"
-# Where Termux's service-daemon keeps runsvdir's pid.
-SERVICE_DAEMON_PIDFILE = TERMUX_PREFIX + "/var/run/service-daemon.pid"
+# The lab's record of the Termux app's wake lock ("held" / "released", empty after a boot):
+# written by termux-wake-lock/-unlock, readable by the phone's init only (see termux-wake-lock).
+WAKE_LOCK_FILE = "/data/system/lab-wake-lock"
 # apt's list file name for termux-main, as `apt update` names it on a phone.
 PACKAGES_INDEX = (
     TERMUX_PREFIX
     + "/var/lib/apt/lists/packages-cf.termux.dev_apt_termux-main_dists_stable_main_binary-aarch64_Packages"
 )
 
-# Files of llamafleet/lab/bin that do not go to $PREFIX/bin.
-_SPECIAL_DESTINATIONS = {
-    "start-services.sh": "etc/profile.d/start-services.sh",
-    "svlogger": "share/termux-services/svlogger",
-}
-# $PREFIX/bin entries that are the machine's programs: the shells Termux's shebangs name
-# (#!/data/data/com.termux/files/usr/bin/sh) and runit's tools (termux-services' dependency).
-_MACHINE_PROGRAMS = {
-    "sh": "/usr/bin/dash",
-    "dash": "/usr/bin/dash",
-    "bash": "/usr/bin/bash",
-    "env": "/usr/bin/env",
-    "runsv": "/usr/bin/runsv",
-    "runsvdir": "/usr/bin/runsvdir",
-    "svlogd": "/usr/bin/svlogd",
-    "chpst": "/usr/bin/chpst",
-    "apt": "pkg",  # Termux's apt and pkg share the lab's implementation
-}
+# Android's properties of a lab phone, by phone number (1-based, cycling): release and SDK of
+# the versions the phantom process killer exists on. /system/bin/getprop reads them.
+ANDROID_VERSIONS = (("14", "34"), ("12", "31"), ("13", "33"), ("15", "35"))
+PHANTOM_PROPERTY = "persist.sys.fflag.override.settings_enable_monitor_phantom_procs"
+# Where the lab keeps a phone's properties (inside the phone: read-only, under /system).
+PROPERTIES_FILE = "/system/etc/lab.prop"
+GETPROP = "/system/bin/getprop"
 
 # Android puts every app user in these groups (id -G of Termux): inet may open sockets,
 # everybody is shared storage; the per-app cache and "all" groups derive from the app id.
@@ -74,14 +65,11 @@ def termux_env(host: LabHost) -> dict[str, str]:
         "HOME": TERMUX_HOME,
         "PREFIX": TERMUX_PREFIX,
         "TMPDIR": TERMUX_TMPDIR,
-        # Termux's PATH is $PREFIX/bin alone; the lab appends the machine's directories because
-        # the programs themselves come from the machine.
-        "PATH": f"{TERMUX_BIN}:/usr/bin:/bin",
+        # Termux's PATH is $PREFIX/bin alone: a program exists once its package is installed.
+        "PATH": TERMUX_BIN,
         "TERMUX_VERSION": TERMUX_VERSION,
         # Termux sets en_US.UTF-8, a locale this machine does not have (programs would warn).
         "LANG": "C.UTF-8",
-        "SVDIR": TERMUX_SVDIR,
-        "LOGDIR": TERMUX_LOGDIR,
         "ANDROID_DATA": "/data",
         "ANDROID_ROOT": "/system",
         "EXTERNAL_STORAGE": "/sdcard",
@@ -89,6 +77,59 @@ def termux_env(host: LabHost) -> dict[str, str]:
         "USER": host.user,
         "LOGNAME": host.user,
     }
+
+
+def android_properties(host: LabHost) -> dict[str, str]:
+    """The phone's getprop values at `lab up` (the phantom killer setting unset: enabled)."""
+    index = int(host.name.removeprefix("phone") or 1) - 1
+    release, sdk = ANDROID_VERSIONS[index % len(ANDROID_VERSIONS)]
+    return {
+        "ro.build.version.release": release,
+        "ro.build.version.sdk": sdk,
+        "ro.product.manufacturer": "llamafleet-lab",
+        "ro.product.model": f"Lab Phone {index + 1}",
+        "ro.product.cpu.abi": "x86_64",
+    }
+
+
+_GETPROP = r"""#!/bin/sh
+# Stands for: Android's /system/bin/getprop (toybox), which apps may run. It is not on Termux's
+# PATH: call it by its path. The lab keeps the phone's properties in /system/etc/lab.prop.
+PATH=/usr/bin:/bin  # Android's own tools (/system/bin), not the app's
+file=/system/etc/lab.prop
+if [ $# -eq 0 ]; then
+    while IFS='=' read -r key value; do printf '[%s]: [%s]
+' "$key" "$value"; done < "$file"
+    exit 0
+fi
+value=$(grep -m1 "^$1=" "$file" | cut -d= -f2-)
+printf '%s
+' "${value:-$2}"
+"""
+
+
+def write_system_files(host: LabHost, system_root: Path) -> None:
+    """The phone's /system (bound read-only-by-mode over /system): getprop and its properties."""
+    (system_root / "bin").mkdir(parents=True, exist_ok=True)
+    (system_root / "etc").mkdir(parents=True, exist_ok=True)
+    write_properties(system_root / "etc/lab.prop", android_properties(host))
+    getprop = system_root / "bin/getprop"
+    getprop.write_text(_GETPROP)
+    getprop.chmod(0o755)
+
+
+def write_properties(path: Path, properties: dict[str, str]) -> None:
+    path.write_text("".join(f"{key}={value}\n" for key, value in sorted(properties.items())))
+    path.chmod(0o644)
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    properties = {}
+    for line in path.read_text().splitlines():
+        key, separator, value = line.partition("=")
+        if separator:
+            properties[key] = value
+    return properties
 
 
 def android_groups(host: LabHost) -> list[tuple[str, int]]:
@@ -178,7 +219,7 @@ def build_phone_data(host: LabHost, data_root: Path, authorized_key: str) -> Non
     (home / ".ssh").mkdir(parents=True, exist_ok=True)
     (home / ".termux").mkdir(exist_ok=True)
 
-    _install_lab_programs(prefix)
+    _install_payload(prefix)
     (prefix / "etc/profile").write_text(_PREFIX_PROFILE)
     (home / ".ssh/authorized_keys").write_text(authorized_key.strip() + "\n")
     (prefix / "var/lib/dpkg/status").write_text("")
@@ -200,28 +241,24 @@ def build_phone_data(host: LabHost, data_root: Path, authorized_key: str) -> Non
         path.chmod(mode)
 
 
-def _install_lab_programs(prefix: Path) -> None:
-    source = resources.files("llamafleet.lab") / "bin"
-    for entry in source.iterdir():
+def _install_payload(prefix: Path) -> None:
+    """The lab's stand-in scripts (llamafleet/lab/bin) go where `pkg` copies them from."""
+    payload = prefix / LAB_PAYLOAD
+    payload.mkdir(parents=True, exist_ok=True)
+    for entry in (resources.files("llamafleet.lab") / "bin").iterdir():
         if entry.name.startswith(".") or entry.name == "__pycache__":
             continue
-        destination = prefix / _SPECIAL_DESTINATIONS.get(entry.name, "bin/" + entry.name)
-        destination.parent.mkdir(parents=True, exist_ok=True)
         with resources.as_file(entry) as path:
-            shutil.copyfile(path, destination)
-        destination.chmod(0o644 if entry.name.endswith(".sh") else 0o755)
-    for name, target in _MACHINE_PROGRAMS.items():
-        link = prefix / "bin" / name
-        if not link.exists():
-            link.symlink_to(target)
+            shutil.copyfile(path, payload / entry.name)
+        (payload / entry.name).chmod(0o644)
 
 
 def _record_bootstrap_packages(prefix: Path) -> None:
-    """A fresh Termux's packages go into the dpkg database the way the phone's pkg writes it."""
-    pkg = prefix / "bin/pkg"
+    """A fresh Termux's packages, installed the way the phone's pkg installs any package (their
+    programs appear in $PREFIX/bin, their names in the dpkg database)."""
     result = subprocess.run(
-        ["/usr/bin/python3", "-I", str(pkg), "install", "-y", *BOOTSTRAP],
-        env={"PREFIX": str(prefix), "PATH": "/usr/bin:/bin"},
+        ["/usr/bin/python3", "-I", str(prefix / LAB_PAYLOAD / "pkg"), "install", "-y", *BOOTSTRAP],
+        env={"PREFIX": str(prefix), "PATH": "/usr/bin:/bin", "LLAMAFLEET_LAB_BOOTSTRAP": "1"},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

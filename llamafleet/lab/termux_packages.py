@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from llamafleet.lab.termux_programs import package_files
+
 
 class TermuxPackage(NamedTuple):
     name: str
@@ -236,5 +238,9 @@ def render_packages_index(architecture: str) -> str:
         if package.depends:
             lines.append("Depends: " + ", ".join(package.depends))
         lines.append(f"Description: {package.description}")
+        files = package_files(package.name)
+        if files:
+            # The lab's own field (apt ignores unknown fields): what `pkg install` puts in $PREFIX.
+            lines.append("Lab-Files:" + "".join(f"\n {destination}={source}" for destination, source in files))
         paragraphs.append("\n".join(lines) + "\n")
     return "\n".join(paragraphs)

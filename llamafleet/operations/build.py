@@ -293,7 +293,7 @@ def resolve(
         up_to_date=up_to_date,
         reason="stamp matches" if up_to_date else describe_difference(installed, inputs),
         share=once_per_class,
-        jobs=choose_jobs(profile.get("logical_cpus"), memory.get("total_mb"), jobs),
+        jobs=choose_jobs(profile.get("logical_cpus"), memory.get("available_mb") or memory.get("total_mb"), jobs, platform_name),
         cc=(compiler_info or {}).get("path"),
         cxx=(compiler_info or {}).get("cxx"),
         # Before execution a missing compiler or tree is expected: earlier tasks provide them.

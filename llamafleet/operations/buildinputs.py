@@ -70,15 +70,25 @@ def role_targets(role: str, source: dict | None) -> tuple[str, ...]:
     return (source.get("rpc_target") or DEFAULT_RPC_TARGET,)
 
 
-def choose_jobs(logical_cpus: int | None, total_mb: int | None, override: int | None = None) -> int:
-    """Parallel compile jobs: the override, else min(cores, RAM / 1.5 GiB), at least 1."""
+# On Termux, at most this many compile jobs: Android 12+'s phantom process killer SIGKILLs an
+# app's processes beyond 32 (termux-app #2366). A job is up to three processes (sh -c, ccache,
+# clang); with ninja, cmake, the build script, the SSH session and the running services, four
+# jobs stay near 20.
+TERMUX_MAX_JOBS = 4
+
+
+def choose_jobs(
+    logical_cpus: int | None, available_mb: int | None, override: int | None = None, platform: str = "linux"
+) -> int:
+    """Parallel compile jobs: the override, else min(cores, MemAvailable / 1.5 GiB), at least
+    1; on Termux never more than TERMUX_MAX_JOBS, the override included."""
     if override is not None:
-        return max(1, int(override))
-    cores = max(1, int(logical_cpus or 1))
-    if not total_mb:
-        return cores
-    by_memory = int(total_mb) // MB_PER_JOB
-    return max(1, min(cores, by_memory))
+        jobs = max(1, int(override))
+    else:
+        jobs = max(1, int(logical_cpus or 1))
+        if available_mb:
+            jobs = max(1, min(jobs, int(available_mb) // MB_PER_JOB))
+    return min(jobs, TERMUX_MAX_JOBS) if platform == "termux" else jobs
 
 
 def cmake_args_for(role: str, flag_args: list[str] | tuple[str, ...]) -> tuple[str, ...]:

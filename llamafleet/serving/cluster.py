@@ -14,7 +14,7 @@ from pyinfra import host, inventory
 
 from llamafleet.gather import plan_fact_classes
 from llamafleet.inventory_data import hosts_from_inventory
-from llamafleet.layout import device_platform
+from llamafleet.layout import device_paths, device_platform
 from llamafleet.plan import HostInput, Plan, PlannedHost, make_plan, model_size_from_data
 
 _PLAN_CACHE: dict[int, Plan | Exception] = {}
@@ -102,12 +102,14 @@ def binaries_changed(target):
 
 def prestart_lines(target, planned) -> list[str]:
     """What a service on this host re-establishes before it starts, every time: the wake lock
-    on a phone (a sleeping worker stalls the cluster; taking it twice is harmless) and, on a
-    Linux host with a firewall, llamafleet's rules (the kernel forgets them at reboot)."""
+    on a phone (a sleeping worker stalls the cluster; taking it twice is harmless), recorded
+    with the boot id for `llamafleet doctor`, and, on a Linux host with a firewall, llamafleet's
+    rules (the kernel forgets them at reboot)."""
+    from llamafleet.serving import wakelock
     from llamafleet.serving.firewall import FirewallBackend, effective_backend, restore_commands
 
     if planned.platform == "termux":
-        return ["termux-wake-lock"]
+        return wakelock.prestart_lines(device_paths(target).wake_lock_record)
     if target.data.get("firewall_enabled") and (planned.role == "master" or planned.address != "127.0.0.1"):
         backend = effective_backend(target.data.get("firewall_backend") or target.get_fact(FirewallBackend))
         if backend in ("iptables", "nftables"):

@@ -2,7 +2,8 @@
 
 lab up -> deploy -> deploy again (no changes) -> verify -> outsider shut out -> kill a worker
 (back within 5 s) -> verify -> kill a tunnel (back, next completion works) -> reboot a phone (boot
-script, wake lock) -> verify -> a wrong model sha256 stops the deploy before any change ->
+script: sshd and services new, wake lock held; doctor) -> the boot script removed: nothing comes
+back, no wake lock (doctor and verify say so), the phone dozes; a deploy repairs -> verify -> a wrong model sha256 stops the deploy before any change ->
 diagnose -> phones switched to direct and back (tunnels retired, then restored) -> verify fails
 for each breakage and a deploy repairs it -> lab down. Figures are printed (cold deploy, no-op
 re-run, tokens/s); they are measurements, not assertions.
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from llamafleet.lab import down, lab_exec, load_state, reboot, up
+from llamafleet.lab import down, lab_exec, load_state, phone, reboot, up
+from llamafleet.lab import sshd as lab_ssh
 from llamafleet.serving.probes import tcp_reachable
 from llamafleet.verify_cli import complete
 
@@ -112,6 +114,12 @@ def test_first_deploy_converges(lab):
     FIGURES["cold deploy"] = f"{seconds:.0f} s"
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     assert "--> Results" in result.stderr + result.stdout
+    for name in ("phone1", "phone2"):
+        # Android 12+ kills an app's processes beyond 32: the lab's phones do too, and count.
+        status = lab.boot_status(name)
+        FIGURES[f"{name} peak processes"] = str(status["peak_processes"])
+        assert status["phantom_kills"] == 0, f"{name}: the phantom process killer struck during the deploy"
+        assert 0 < status["peak_processes"] <= 32
 
 
 def test_second_deploy_changes_nothing(lab):
@@ -180,17 +188,74 @@ def test_killed_tunnel_comes_back_and_the_next_completion_works(lab):
     FIGURES["completion after a tunnel kill"] = f"{answer['timings']['predicted_per_second']:.1f} tokens/s"
 
 
+def doctor() -> subprocess.CompletedProcess:
+    return run(str(BIN / "llamafleet"), "doctor", INVENTORY, timeout=300)
+
+
+def doctor_row(output: str, phone: str, check: str) -> str:
+    """The status column of one doctor row ("" when the row is missing)."""
+    match = re.search(rf"^{phone}\s+{check}\s+(\S+)", output, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+PHONE_SVDIR = "/data/data/com.termux/files/usr/var/service"
+
+
 def test_rebooted_phone_comes_back_by_its_boot_script(lab):
+    sshd_before = set(lab_exec("phone2", "pgrep -x sshd").stdout.split())
+    worker_before = sv_pid("phone2", "llama-rpc", PHONE_SVDIR)
     reboot("phone2")
-    svdir = "/data/data/com.termux/files/usr/var/service"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not sv_pid("phone2", "llama-rpc", svdir):
+    while time.monotonic() < deadline and not sv_pid("phone2", "llama-rpc", PHONE_SVDIR):
         time.sleep(1)
-    assert sv_pid("phone2", "llama-rpc", svdir), "rpc-server did not come back after the reboot"
-    wake = lab_exec("phone2", "cat $PREFIX/var/run/wake-lock 2>/dev/null || true").stdout
-    assert "held" in wake or wake.strip() == "1", f"wake lock not held after boot: {wake!r}"
+    assert sv_pid("phone2", "llama-rpc", PHONE_SVDIR), "rpc-server did not come back after the reboot"
+    assert sv_pid("phone2", "llama-rpc", PHONE_SVDIR) != worker_before
+    sshd_after = set(lab_exec("phone2", "pgrep -x sshd").stdout.split())
+    assert sshd_after and not sshd_after & sshd_before, "sshd survived the reboot (Android keeps nothing)"
+    assert phone.wake_lock("phone2", lab) == "held", "the boot script did not take the wake lock"
     result = verify()
     assert result.returncode == 0, result.stdout[-6000:]
+    report = doctor()
+    print("\n" + report.stdout)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert doctor_row(report.stdout, "phone2", "wake lock") == "OK"
+
+
+def test_without_its_boot_script_a_rebooted_phone_stays_down_and_dozes(lab):
+    """The owner removed the boot script: after a reboot nothing runs and SSH is refused. They
+    start sshd by hand, but nobody took the wake lock: doctor and verify say so, and with the
+    screen off the phone dozes. A deploy (screen on) repairs it all."""
+    host = lab.host("phone2")
+    assert lab_exec("phone2", "rm ~/.termux/boot/50-llamafleet").returncode == 0
+    try:
+        reboot("phone2")
+        time.sleep(3)
+        assert not lab_ssh.ssh_answers(host.address, host.ssh_port), "sshd came back with no boot script"
+        assert not sv_pid("phone2", "llama-rpc", PHONE_SVDIR)
+        assert lab_exec("phone2", "pgrep -x runsvdir").returncode == 1
+        lab_exec("phone2", "sshd")  # the owner opens Termux and types sshd
+        report = doctor()
+        assert report.returncode == 1, report.stdout
+        assert doctor_row(report.stdout, "phone2", "wake lock") == "FAIL", report.stdout
+        assert doctor_row(report.stdout, "phone2", "boot script") == "FAIL", report.stdout
+        assert doctor_row(report.stdout, "phone1", "wake lock") == "OK", report.stdout
+        checked = verify("-k", "wake_lock")
+        assert checked.returncode != 0 and "phone2" in checked.stdout, checked.stdout[-3000:]
+        phone.set_screen("phone2", False, lab)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not lab.boot_status("phone2").get("dozing"):
+            time.sleep(1)
+        assert lab.boot_status("phone2").get("dozing"), "no wake lock, screen off, and the phone did not doze"
+        assert not lab_ssh.ssh_answers(host.address, host.ssh_port, timeout=2.0)
+    finally:
+        phone.set_screen("phone2", True, lab)
+    repaired, _ = deploy()
+    assert repaired.returncode == 0, (repaired.stdout + repaired.stderr)[-6000:]
+    assert phone.wake_lock("phone2", lab) == "held"
+    report = doctor()
+    assert doctor_row(report.stdout, "phone2", "wake lock") == "OK", report.stdout
+    assert doctor_row(report.stdout, "phone2", "boot script") == "OK", report.stdout
+    assert verify().returncode == 0
 
 
 def test_wrong_model_sha256_stops_before_any_change(lab):

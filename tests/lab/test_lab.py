@@ -22,6 +22,8 @@ from lab_machine import Snapshot, cmdline, nft_tables, require_root_and_no_lab
 
 from llamafleet.lab import LabError, LabState, down, lab_exec, reboot, up
 from llamafleet.lab import cli as lab_cli
+from llamafleet.lab import phone
+from llamafleet.lab import sshd as lab_sshd
 from llamafleet.lab.topology import BRIDGE, NETNS_PREFIX, NFT_TABLE, VETH_PREFIX
 
 pytestmark = pytest.mark.lab
@@ -90,6 +92,10 @@ def run_ok(name: str, command: str, **kwargs) -> str:
     result = lab_exec(name, command, **kwargs)
     assert result.returncode == 0, f"{name}: {command!r} failed ({result.returncode}): {result.stderr}"
     return result.stdout
+
+
+def sshd_answers(host) -> bool:
+    return lab_sshd.ssh_answers(host.address, host.ssh_port, timeout=1.0)
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -197,9 +203,54 @@ def test_noninteractive_ssh_has_the_termux_environment(phone1):
     assert code == 0
     assert env["PREFIX"] == PREFIX and env["HOME"] == HOME
     assert env["TMPDIR"] == PREFIX + "/tmp" and env["TERMUX_VERSION"]
-    assert env["PATH"].split(":")[0] == PREFIX + "/bin"
+    assert env["PATH"] == PREFIX + "/bin"  # Termux's sshd session: $PREFIX/bin alone
+    assert "SVDIR" not in env and "LOGDIR" not in env
     code, out, _ = ssh_run(phone1, "command -v pkg; cd && pwd")
     assert out.split() == [PREFIX + "/bin/pkg", HOME]
+
+
+def test_a_fresh_phone_has_only_what_termux_packages_installed(phone1):
+    # Positive control first: the bootstrap's tools are there, as links in $PREFIX/bin.
+    code, out, _ = ssh_run(phone1, "command -v ls sh pgrep ifconfig")
+    assert code == 0 and out.split() == [f"{PREFIX}/bin/{name}" for name in ("ls", "sh", "pgrep", "ifconfig")]
+    code, out, _ = ssh_run(phone1, "command -v python3 ss ip netstat cmake clang")
+    assert out.split() == [f"{PREFIX}/bin/netstat"]  # net-tools is in Termux's bootstrap; the rest are not
+    code, out, err = ssh_run(phone1, "pkg install -y python && command -v python3 && dpkg -L python")
+    assert code == 0, err
+    assert f"{PREFIX}/bin/python3" in out.split()
+    code, out, err = ssh_run(phone1, "pkg uninstall -y python >/dev/null && command -v python3")
+    assert code == 1 and out == ""
+
+
+def test_network_introspection_is_denied_as_on_android(phone1):
+    code, out, err = ssh_run(phone1, "pkg install -y iproute2 >/dev/null && command -v ss ip")
+    assert code == 0 and out.split() == [f"{PREFIX}/bin/ss", f"{PREFIX}/bin/ip"], err
+    code, out, err = ssh_run(phone1, "ss -tln")
+    assert "Cannot open netlink socket: Permission denied" in err
+    assert "LISTEN" not in out  # its fallback, /proc/net/tcp, is denied too: sshd's listener stays hidden
+    code, _, err = ssh_run(phone1, "ip addr")
+    assert code != 0 and "Permission denied" in err
+    code, out, _ = ssh_run(phone1, "netstat -tln")
+    assert code != 0 and ":8022" not in out
+    code, _, err = ssh_run(phone1, "cat /proc/net/tcp")
+    assert code != 0 and "Permission denied" in err
+    # ifconfig works, with the warning and the limited output a phone gives.
+    code, out, err = ssh_run(phone1, "ifconfig")
+    assert code == 0 and "inet 198.18.0.101" in out and "Limited output" in err
+    # The same programs work on a Linux host (the denial is the phone's, not the lab's).
+    assert ":22" in run_ok("linux2", "ss -Htln")
+
+
+def test_android_properties_boot_id_and_hidden_thermal_zones(phone1):
+    code, out, _ = ssh_run(phone1, "/system/bin/getprop ro.build.version.release; /system/bin/getprop ro.build.version.sdk")
+    assert out.split() == ["14", "34"]
+    assert run_ok("phone2", "/system/bin/getprop ro.build.version.release").strip() == "12"
+    code, out, _ = ssh_run(phone1, "/system/bin/getprop persist.sys.fflag.override.settings_enable_monitor_phantom_procs")
+    assert out.strip() == ""  # unset: the killer is on
+    code, _, err = ssh_run(phone1, "ls /sys/class/thermal")
+    assert code != 0 and "Permission denied" in err
+    code, out, _ = ssh_run(phone1, "cat /proc/sys/kernel/random/boot_id")
+    assert len(out.strip()) == 36 and out.strip() != Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 # --- phones: pkg and dpkg ----------------------------------------------------------------------------
@@ -227,39 +278,42 @@ def test_pkg_unknown_package_fails_with_termux_message(phone1):
 # --- network -----------------------------------------------------------------------------------------
 
 
-PROBE_TCP = """python3 -c '
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
-    print("connected")
-except OSError as error:
-    print("errno", error.errno)
-' {} {}"""
+def probe_tcp(address: str, port: int) -> str:
+    """bash's /dev/tcp (on every lab host, phones included): "connected", else bash's error."""
+    return f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>&1 && echo connected || true"
 
 
 def test_hosts_reach_each_other_and_the_controller(lab):
-    assert run_ok("phone1", PROBE_TCP.format("198.18.0.11", 22)).strip() == "connected"
-    assert run_ok("linux2", PROBE_TCP.format("198.18.0.102", 8022)).strip() == "connected"
+    assert run_ok("phone1", probe_tcp("198.18.0.11", 22)).strip() == "connected"
+    assert run_ok("linux2", probe_tcp("198.18.0.102", 8022)).strip() == "connected"
     run_ok("linux1", "ping -c1 -W3 198.18.0.102 && ping -c1 -W3 198.18.0.1")
     run_ok("outsider", "ping -c1 -W3 198.18.0.12")
 
 
 def test_hosts_reach_nothing_outside_the_segment(lab):
-    for name in ("linux1", "phone1", "outsider"):
+    for name in ("linux1", "outsider"):
         assert lab_exec(name, "ip route show default").stdout.strip() == ""
         route = lab_exec(name, "ip route get 192.0.2.2")
         assert route.returncode != 0 and "unreachable" in route.stderr
-        # ENETUNREACH (101): the connect fails locally, no packet leaves the host.
-        assert run_ok(name, PROBE_TCP.format("192.0.2.2", 22)).strip() == "errno 101"
+    for name in ("linux1", "phone1", "outsider"):
+        # ENETUNREACH: the connect fails locally, no packet leaves the host.
+        assert "Network is unreachable" in run_ok(name, probe_tcp("192.0.2.2", 22))
 
 
 # --- runit (termux-services) ----------------------------------------------------------------------
 
 
+SERVICES_ENV = ". $PREFIX/etc/profile.d/start-services.sh; "  # what a Termux login shell sources
+
+
 def test_a_phone_service_is_supervised_and_sv_disable_stops_it(phone1):
+    # No runsvdir until termux-services is installed and its start script runs.
+    assert ssh_run(phone1, "pgrep -x runsvdir")[0] == 1
+    code, _, err = ssh_run(phone1, "pkg install -y termux-services >/dev/null")
+    assert code == 0, err
     code, _, err = ssh_run(
         phone1,
-        'mkdir -p "$SVDIR/labtest" && printf "#!%s/bin/sh\\nexec sleep 1000\\n" "$PREFIX" > "$SVDIR/labtest/run"'
+        SERVICES_ENV + 'mkdir -p "$SVDIR/labtest" && printf "#!%s/bin/sh\\nexec sleep 1000\\n" "$PREFIX" > "$SVDIR/labtest/run"'
         ' && chmod +x "$SVDIR/labtest/run"',
     )
     assert code == 0, err
@@ -267,12 +321,12 @@ def test_a_phone_service_is_supervised_and_sv_disable_stops_it(phone1):
     wait_for(lambda: ssh_run(phone1, "sv status labtest")[1].startswith("run: labtest"), 15, "labtest to run")
     code, out, _ = ssh_run(phone1, "ps -o user= -C runsv")
     assert out.split() == ["u0_a201"]  # supervised by the app user's runsvdir, not root
-    code, _, err = ssh_run(phone1, "sv-disable labtest")
+    code, _, err = ssh_run(phone1, SERVICES_ENV + "sv-disable labtest")
     assert code == 0, err
     wait_for(lambda: ssh_run(phone1, "sv status labtest")[1].startswith("down: labtest"), 10, "labtest to stop")
-    assert ssh_run(phone1, 'test -e "$SVDIR/labtest/down"')[0] == 0
+    assert ssh_run(phone1, 'test -e "$PREFIX/var/service/labtest/down"')[0] == 0
     assert ssh_run(phone1, "pgrep -x sleep")[0] == 1
-    code, _, err = ssh_run(phone1, "sv-enable labtest")
+    code, _, err = ssh_run(phone1, SERVICES_ENV + "sv-enable labtest")
     assert code == 0, err
     wait_for(lambda: ssh_run(phone1, "sv status labtest")[1].startswith("run: labtest"), 10, "labtest to run again")
 
@@ -291,27 +345,43 @@ def test_linux_hosts_run_runit_on_etc_service(lab):
 
 
 BOOT_FIRST = f"""#!{PREFIX}/bin/sh
-echo "first $$ wake=$(cat $PREFIX/var/run/wake-lock 2>/dev/null || echo none)" >> "$HOME/boot-order"
+echo "first $$" >> "$HOME/boot-order"
+sleep 2
 termux-wake-lock
+sshd
+. $PREFIX/etc/profile.d/start-services.sh
 """
 # No #! line and no exec bit: Termux:Boot makes it executable and Termux runs it with sh.
 BOOT_SECOND = 'echo "second $$ $PWD" >> "$HOME/boot-order"\n'
 
 
-def test_reboot_runs_boot_scripts_in_order_and_kills_all_but_sshd(lab, phone1):
+def test_a_rebooted_phone_without_boot_scripts_runs_nothing_and_is_unreachable(lab):
+    host = lab.state.host("phone2")
+    assert sshd_answers(host)  # positive control
+    status = reboot("phone2")
+    assert status["boot_scripts"] == [] and status["sshd_pid"] is None
+    assert not sshd_answers(host)
+    assert run_ok("phone2", "ps -e -o comm=").split() == ["python3", "ps"]  # the init and this ps
+    assert phone.wake_lock("phone2", lab.state) == ""
+    run_ok("phone2", "sshd")  # the owner opens Termux and starts sshd again
+    wait_for(lambda: sshd_answers(host), 10, "phone2's sshd")
+
+
+def test_reboot_kills_everything_and_runs_boot_scripts_in_order(lab):
     state = lab.state
     run_ok("phone1", 'mkdir -p ~/.termux/boot && cat > ~/.termux/boot/10-first && chmod 700 ~/.termux/boot/10-first', input=BOOT_FIRST)
     run_ok("phone1", "cat > ~/.termux/boot/20-second", input=BOOT_SECOND)
     run_ok("phone1", "termux-wake-lock")
-    assert run_ok("phone1", "cat $PREFIX/var/run/wake-lock").strip() == "held"
+    assert phone.wake_lock("phone1", state) == "held"
     run_ok("phone1", "setsid sleep 1000 >/dev/null 2>&1 < /dev/null &")
     sleeper = run_ok("phone1", "pgrep -x sleep").split()
-    sshd_before = state.boot_status("phone1")["sshd_pid"]
-    runsvdir_before = state.boot_status("phone1")["runsvdir_pid"]
+    sshd_before = run_ok("phone1", "pgrep -x sshd").split()
+    session = connect(state, "phone1")
 
     status = reboot("phone1")
 
     assert status["boot_scripts"] == ["10-first", "20-second"]
+    assert phone.wake_lock("phone1", state) == ""  # the reboot dropped it; 10-first takes it after 2 s
 
     def both_scripts_wrote() -> list[str] | None:
         lines = run_ok("phone1", "cat ~/boot-order 2>/dev/null || true").splitlines()
@@ -321,16 +391,73 @@ def test_reboot_runs_boot_scripts_in_order_and_kills_all_but_sshd(lab, phone1):
     by_name = {line.split()[0]: line.split() for line in lines}
     # Started in name order: the first script got the lower pid in the phone's PID namespace.
     assert int(by_name["first"][1]) < int(by_name["second"][1])
-    assert by_name["first"][2] == "wake=none"  # the reboot dropped the wake lock
     assert by_name["second"][2] == HOME  # Termux runs boot scripts in $HOME
-    wait_for(lambda: run_ok("phone1", "cat $PREFIX/var/run/wake-lock").strip() == "held", 10, "the boot script's wake lock")
+    wait_for(lambda: phone.wake_lock("phone1", state) == "held", 10, "the boot script's wake lock")
     assert all(lab_exec("phone1", f"kill -0 {pid}").returncode != 0 for pid in sleeper)
-    assert status["sshd_pid"] == sshd_before and status["runsvdir_pid"] != runsvdir_before
-    # The open SSH session of the test survived (sshd is spared); runsvdir runs again as the app user.
-    assert ssh_run(phone1, "hostname")[1].strip() == "phone1"
-    assert ssh_run(phone1, "ps -o user= -C runsvdir")[1].split() == ["u0_a201"]
+    # Nothing of the app survived, sshd included: the old session is gone, a new sshd answers.
+    with pytest.raises((OSError, paramiko.SSHException)):
+        ssh_run(session, "true")
+    session.close()
+    wait_for(lambda: sshd_answers(state.host("phone1")), 10, "the sshd the boot script started")
+    assert not set(run_ok("phone1", "pgrep -x sshd").split()) & set(sshd_before)
+    wait_for(lambda: lab_exec("phone1", "ps -o user= -C runsvdir").stdout.split() == ["u0_a201"], 10, "runsvdir from start-services.sh")
     log = (state.log_dir("phone1") / "boot.log").read_text()
     assert "Executed files at boot: 10-first, 20-second" in log
+
+
+def test_with_a_screen_lock_boot_scripts_wait_for_the_first_unlock(lab):
+    state = lab.state
+    assert lab_command("pin", "phone1", "on") == 0
+    try:
+        status = reboot("phone1")
+        assert status["locked"] and status["boot_scripts"] == []
+        time.sleep(1)
+        assert not sshd_answers(state.host("phone1"))
+        assert lab_command("unlock", "phone1") == 0
+        wait_for(lambda: state.boot_status("phone1").get("boot_scripts") == ["10-first", "20-second"], 10, "the boot scripts after unlock")
+        wait_for(lambda: sshd_answers(state.host("phone1")), 10, "sshd after unlock")
+    finally:
+        lab_command("pin", "phone1", "off")
+
+
+def test_a_phone_without_wake_lock_dozes_with_its_screen_off(lab):
+    state = lab.state
+    host = state.host("phone2")  # rebooted above: no wake lock since
+    assert phone.wake_lock("phone2", state) == ""
+    assert lab_command("screen", "phone2", "off") == 0
+    try:
+        wait_for(lambda: state.boot_status("phone2").get("dozing"), 45, "phone2 to doze")
+        assert not sshd_answers(host)  # frozen: the kernel accepts the connection, sshd never speaks
+        assert run_ok("phone2", "echo adb").strip() == "adb"  # `lab exec` stands for adb: not frozen
+        run_ok("phone2", "termux-wake-lock")
+        wait_for(lambda: sshd_answers(host), 3, "phone2 awake once the wake lock is held")
+        assert not state.boot_status("phone2")["dozing"]
+        time.sleep(2)
+        assert sshd_answers(host) and state.boot_status("phone2")["dozes"] >= 1
+    finally:
+        lab_command("screen", "phone2", "on")
+
+
+def test_the_phantom_process_killer_holds_a_phone_to_32_processes(lab):
+    state = lab.state
+    spawn = "for i in $(seq 40); do setsid sleep 300 >/dev/null 2>&1 </dev/null & done"
+    count = "ps -e -o user= | grep -c u0_a202"
+    run_ok("phone2", spawn)
+    wait_for(lambda: int(run_ok("phone2", count)) <= 32, 5, "the killer")
+    assert state.boot_status("phone2")["phantom_kills"] >= 8
+    assert "phantom process killer" in (state.log_dir("phone2") / "init.log").read_text()
+    run_ok("phone2", "pkill -x sleep || true")
+    # Turned off as on Android 12L+ (adb shell settings put global ... false): nothing is killed.
+    lab_command("setprop", "phone2", "persist.sys.fflag.override.settings_enable_monitor_phantom_procs", "false")
+    try:
+        kills = state.boot_status("phone2")["phantom_kills"]
+        run_ok("phone2", spawn)
+        time.sleep(2)
+        assert int(run_ok("phone2", count)) > 40
+        assert state.boot_status("phone2")["phantom_kills"] == kills
+    finally:
+        run_ok("phone2", "pkill -x sleep || true")
+        lab_command("setprop", "phone2", "persist.sys.fflag.override.settings_enable_monitor_phantom_procs", "")
 
 
 def test_linux_reboot_restarts_runit_and_kills_the_rest(lab):

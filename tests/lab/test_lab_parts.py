@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from llamafleet.lab import cli as lab_cli
+from llamafleet.lab import android_edge, cli as lab_cli
 from llamafleet.lab import execute, inventory, sshd, termux
 from llamafleet.lab.state import LabNotUp, LabState, load_state
 from llamafleet.lab.termux_packages import BOOTSTRAP, PACKAGES, render_packages_index
+from llamafleet.lab.termux_programs import LAB_PAYLOAD
 from llamafleet.lab.topology import plan_hosts
 
 pytestmark = pytest.mark.lab
@@ -76,10 +78,11 @@ def test_package_index_has_the_names_deploys_use_and_no_dangling_dependency():
     assert len(names) == len(PACKAGES)
 
 
-def test_phone_environment_puts_prefix_bin_first():
+def test_phone_environment_is_termuxs_own():
     phone = plan_hosts(1, 1)[1]
     env = termux.termux_env(phone)
-    assert env["PATH"].split(":")[0] == "/data/data/com.termux/files/usr/bin"
+    assert env["PATH"] == "/data/data/com.termux/files/usr/bin"
+    assert "SVDIR" not in env and "LOGDIR" not in env
     assert env["TMPDIR"] == env["PREFIX"] + "/tmp"
     assert env["HOME"] == "/data/data/com.termux/files/home" and env["TERMUX_VERSION"]
 
@@ -87,7 +90,8 @@ def test_phone_environment_puts_prefix_bin_first():
 def test_exec_runs_phone_commands_as_the_app_user_with_termux_environment():
     phone, linux = plan_hosts(1, 1)[1], plan_hosts(1, 1)[0]
     argv = execute.exec_argv(phone, 1234, ["id"])
-    assert argv[:3] == ["nsenter", "-t", "1234"]
+    assert argv[3:5] == [android_edge.__file__, "--"]  # the netlink denial every app process has
+    assert argv[5:8] == ["nsenter", "-t", "1234"]
     assert "--reuid=10201" in argv and "PREFIX=/data/data/com.termux/files/usr" in argv
     assert argv[-1] == "id" and "--chdir=/data/data/com.termux/files/home" in argv
     assert "setpriv" not in execute.exec_argv(phone, 1234, ["id"], root=True)
@@ -101,13 +105,15 @@ def prefix(tmp_path):
         (tmp_path / directory).mkdir(parents=True)
     (tmp_path / "var/lib/dpkg/status").write_text("")
     (tmp_path / "var/lib/apt/lists/termux-main_Packages").write_text(render_packages_index(termux.machine_dpkg_architecture()))
+    shutil.copytree(REPO / "llamafleet/lab/bin", tmp_path / LAB_PAYLOAD)
     return tmp_path
 
 
 def pkg(prefix: Path, *arguments: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
         [SYSTEM_PYTHON, "-I", str(PKG), *arguments],
-        env={"PREFIX": str(prefix), "PATH": "/usr/bin:/bin"},
+        # As root, like `lab up` writing a phone's bootstrap (a phone's pkg refuses root).
+        env={"PREFIX": str(prefix), "PATH": "/usr/bin:/bin", "LLAMAFLEET_LAB_BOOTSTRAP": "1"},
         input=stdin,
         capture_output=True,
         text=True,
@@ -167,6 +173,50 @@ def known_data_keys() -> set[str]:
     """The keys group_data/all.py documents (the contract between modules)."""
     tree = ast.parse((REPO / "group_data/all.py").read_text())
     return {target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets}
+
+
+def test_pkg_puts_a_packages_programs_in_prefix_bin_and_removes_them(prefix):
+    assert not (prefix / "bin/ss").exists()
+    result = pkg(prefix, "install", "-y", "-o", "Dpkg::Options::=--force-confold", "iproute2")
+    assert result.returncode == 0, result.stderr
+    assert os.readlink(prefix / "bin/ss") == "/usr/bin/ss" or os.readlink(prefix / "bin/ss").endswith("/ss")
+    listed = (prefix / "var/lib/dpkg/info/iproute2.list").read_text().split()
+    assert "/data/data/com.termux/files/usr/bin/ss" in listed  # dpkg -L names the phone's paths
+    assert pkg(prefix, "install", "-y", "termux-services").returncode == 0
+    start_services = prefix / "etc/profile.d/start-services.sh"
+    assert "service-daemon start" in start_services.read_text()  # the stand-in script, copied
+    assert os.access(prefix / "bin/service-daemon", os.X_OK) and (prefix / "bin/runsvdir").is_symlink()
+    assert pkg(prefix, "uninstall", "-y", "iproute2").returncode == 0
+    assert not os.path.lexists(prefix / "bin/ss") and os.path.lexists(prefix / "bin/runsvdir")
+
+
+def test_pkg_refuses_root_like_termux(prefix):
+    result = subprocess.run(
+        [SYSTEM_PYTHON, "-I", str(PKG), "install", "-y", "cmake"],
+        env={"PREFIX": str(prefix), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+    )
+    if os.geteuid() == 0:
+        assert result.returncode == 1 and "Cannot run 'pkg' command as root" in result.stderr
+        assert installed(prefix) == []
+    else:
+        assert result.returncode == 0
+
+
+def test_netlink_filter_denies_only_netlink_sockets():
+    probe = (
+        "import socket\n"
+        "socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()\n"
+        "socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()\n"
+        "try:\n    socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)\nexcept PermissionError:\n    print('denied')\n"
+        "else:\n    print('allowed')\n"
+    )
+    plain = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True)
+    assert plain.stdout.strip() == "allowed"  # positive control: the machine allows it
+    edged = subprocess.run(
+        [SYSTEM_PYTHON, "-I", "-S", android_edge.__file__, "--", SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True
+    )
+    assert edged.returncode == 0, edged.stderr
+    assert edged.stdout.strip() == "denied"
 
 
 def test_inventory_groups_and_host_data(tmp_path):

@@ -48,19 +48,23 @@ def installed_for(inputs: BuildInputs, intact: bool = True, files=None) -> dict:
 
 
 @pytest.mark.parametrize(
-    "cores, total_mb, override, expected",
+    "cores, available_mb, override, platform, expected",
     [
-        (8, 8 * 1024, None, 5),  # 8 GB phone: RAM limits (8192 // 1536 = 5), not the 8 cores
-        (8, 32 * 1024, None, 8),  # plenty of RAM: one job per core
-        (2, 24 * 1024, None, 2),  # this machine
-        (4, 1024, None, 1),  # 1 GB board: never 0 jobs
-        (4, None, None, 4),  # unknown RAM: cores
-        (None, None, None, 1),
-        (8, 8 * 1024, 3, 3),  # llama_build_jobs wins
+        (8, 8 * 1024, None, "linux", 5),  # 8 GB free: RAM limits (8192 // 1536 = 5), not the 8 cores
+        (8, 32 * 1024, None, "linux", 8),  # plenty of RAM: one job per core
+        (2, 24 * 1024, None, "linux", 2),  # this machine
+        (4, 1024, None, "linux", 1),  # 1 GB free: never 0 jobs
+        (4, None, None, "linux", 4),  # unknown RAM: cores
+        (None, None, None, "linux", 1),
+        (8, 8 * 1024, 3, "linux", 3),  # llama_build_jobs wins
+        (8, 16 * 1024, 12, "linux", 12),  # no cap on Linux
+        (8, 16 * 1024, None, "termux", 4),  # 8 cores, 16 GB phone: the phantom killer's cap
+        (8, 16 * 1024, 12, "termux", 4),  # the cap holds against an override too
+        (8, 3 * 1024, None, "termux", 2),  # little free RAM on a phone: RAM decides
     ],
 )
-def test_choose_jobs(cores, total_mb, override, expected):
-    assert choose_jobs(cores, total_mb, override) == expected
+def test_choose_jobs(cores, available_mb, override, platform, expected):
+    assert choose_jobs(cores, available_mb, override, platform) == expected
 
 
 # --- targets and arguments ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from llamafleet.serving.services import TEMPLATES, Service, layout_for
 from llamafleet.serving.tunnels import authorized_key_line, known_hosts_line, tunnel_argv
+from llamafleet.serving.wakelock import take_command
 
 
 def render(relative: str, **context) -> str:
@@ -117,7 +118,8 @@ def test_boot_script_takes_wake_lock_then_starts_services(tmp_path):
     (prefix / "bin/termux-wake-lock").chmod(0o755)
     (prefix / "etc/profile.d/start-services.sh").write_text(f"echo start-services >> {calls}\n")
     script = render(
-        "termux/boot.sh.j2", prefix=str(prefix), address="127.0.0.1", network_wait=4, log_file=str(tmp_path / "boot.log")
+        "termux/boot.sh.j2", prefix=str(prefix), address="127.0.0.1", network_wait=4, log_file=str(tmp_path / "boot.log"),
+        wake_lock=take_command(str(tmp_path / "run/wake-lock")),
     ).replace(f"#!{prefix}/bin/sh", "#!/bin/sh")
     path = tmp_path / "50-llamafleet"
     path.write_text(script)

@@ -120,6 +120,11 @@ class Node:
     def service_manager(self) -> str:
         return self.data.get("service_manager") or self.platform.get("service_manager") or "runit"
 
+    def shell(self, command: str) -> tuple[int, str]:
+        """(exit status, stdout) of a shell command: the `run` of llamafleet.serving.listening."""
+        result = self.host.run(command)
+        return result.rc, result.stdout
+
     def sv(self, action: str, service: str):
         """Run runit's sv for the device's service directory."""
         svdir = f"{self.platform['prefix']}/var/service" if self.is_termux else "/etc/service"

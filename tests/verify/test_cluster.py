@@ -7,9 +7,11 @@ import time
 import urllib.request
 
 from llamafleet.serving.firewall import CHAIN, FirewallPolicy, PortRule, iptables_rules
+from llamafleet.serving.listening import check_listening, master_connections
 from llamafleet.serving.model import local_sha256, model_dest
 from llamafleet.serving.probes import tcp_reachable
 from llamafleet.serving.netsettings import NET_SETTINGS, SettableSysctls
+from llamafleet.serving.wakelock import BOOT_ID_FILE, parse_record
 from llamafleet.verify_cli import complete
 
 RPC_BINARY = "ggml-rpc-server"
@@ -63,12 +65,14 @@ def test_worker_service_supervised_and_up(worker):
 
 
 def test_worker_listens_where_planned_and_not_everywhere(worker):
+    # Connect probes and the rpc-server's command line, not testinfra's socket (ss/netstat):
+    # Android 10+ denies those to apps. Another local address must refuse the port unless
+    # rpc_bind is a wildcard on purpose.
     planned = worker.planned
-    assert worker.host.socket(f"tcp://{planned.address}:{planned.rpc_port}").is_listening, (
-        f"{worker.name}: nothing listens on {planned.address}:{planned.rpc_port}"
-    )
+    listening = check_listening(worker.shell, planned, RPC_BINARY)
+    assert not listening.problems(), f"{worker.name}: " + "; ".join(listening.problems())
     if worker.data.get("rpc_bind") != "0.0.0.0":
-        assert not worker.host.socket(f"tcp://0.0.0.0:{planned.rpc_port}").is_listening
+        assert listening.elsewhere, f"{worker.name}: no other local address to probe"
     if planned.transport == "tunnel":
         assert planned.address == "127.0.0.1"
 
@@ -79,6 +83,17 @@ def test_boot_script_brings_the_worker_back(termux_worker):
     assert script.exists and script.mode & 0o100, "boot script missing or not executable"
     assert "termux-wake-lock" in script.content_string
     assert "start-services.sh" in script.content_string
+
+
+def test_wake_lock_taken_in_this_boot(termux_worker):
+    """Android cannot be asked for the wake lock: llamafleet's record must name this boot, or
+    the phone dozes when idle and stalls every token."""
+    worker = termux_worker
+    record = worker.host.run(f"cat {worker.paths.wake_lock_record}").stdout
+    boot_id = worker.host.check_output(f"cat {BOOT_ID_FILE}").strip()
+    taken = parse_record(record)
+    assert taken is not None, f"{worker.name}: no wake lock taken since boot (no record): the phone dozes when idle"
+    assert taken.boot_id == boot_id, f"{worker.name}: the wake lock was taken in an earlier boot, not this one"
 
 
 def test_model_present_with_its_sha256(master):
@@ -145,11 +160,10 @@ def test_master_health(master, cluster):
     assert _wait_healthy(cluster.plan.master.api_url, 180)
 
 
-def _rpc_peers(worker) -> list[str]:
-    """Established connections on the worker's RPC port: who its client is."""
-    port = worker.planned.rpc_port
-    output = worker.host.run(f"ss -Htn state established '( sport = :{port} )'").stdout
-    return [line.split()[-1] for line in output.splitlines() if line.strip()]
+def _rpc_peers(master, worker) -> list[str]:
+    """The master's established connections to the worker as it dials it (read on the master:
+    a phone worker cannot list its sockets)."""
+    return master_connections(master.shell, worker).evidence
 
 
 def _wait_healthy(api_url: str, seconds: float) -> bool:
@@ -181,7 +195,7 @@ def _complete_once_recovered(api_url: str, api_key: str, prompt: str) -> tuple[d
             print(f"\ncompletion failed once ({error}); the master restarts after a worker restart")
 
 
-def test_completion_through_every_worker(master, cluster, api_key, node_for):
+def test_completion_through_every_worker(master, cluster, api_key):
     started = time.monotonic()
     answer, failures = _complete_once_recovered(cluster.plan.master.api_url, api_key, "The capital of France is")
     elapsed = time.monotonic() - started
@@ -191,6 +205,6 @@ def test_completion_through_every_worker(master, cluster, api_key, node_for):
           f"{answer['timings']['predicted_per_second']:.1f} tokens/s, {elapsed:.2f} s"
           f"{' after one master restart' if failures else ''}: {answer['content']!r}")
     for planned in cluster.plan.workers():
-        assert _rpc_peers(node_for(planned.name)), (
-            f"{planned.name}: no client connected to its RPC port: the master does not use it"
+        assert _rpc_peers(master, planned), (
+            f"{planned.name}: {master.name} holds no connection to {planned.connect}: the master does not use it"
         )

@@ -1,0 +1,94 @@
+"""What a phone's owner (or adb) does to a lab phone from outside: screen, PIN, unlock,
+Android settings; and the lab-side reads of what the app cannot see (its wake lock).
+
+Each stands for something a real phone has and Termux cannot change:
+- the screen (`lab screen HOST on|off`): Doze only starts with the screen off; a lab phone's
+  screen is on after `lab up` (its owner is setting it up);
+- a screen lock (`lab pin HOST on|off`) and the first unlock after a reboot (`lab unlock HOST`),
+  before which Android sends no BOOT_COMPLETED and Termux:Boot runs nothing (termux-boot README);
+- `adb shell settings put global settings_enable_monitor_phantom_procs false` and friends
+  (`lab setprop HOST KEY VALUE`), which Android reads back as getprop values.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from llamafleet.lab import hostsetup, termux
+from llamafleet.lab.state import LabError, LabState, load_state
+
+
+def _phone_dir(state: LabState, name: str) -> Path:
+    host = state.host(name)
+    if not host.is_phone:
+        raise LabError(f"{name} is not a phone")
+    return state.host_dir(name)
+
+
+def set_screen(name: str, on: bool, state: LabState | None = None) -> None:
+    state = state or load_state()
+    (_phone_dir(state, name) / "screen").write_text("on\n" if on else "off\n")
+
+
+def set_pin(name: str, on: bool, state: LabState | None = None) -> None:
+    state = state or load_state()
+    pin = _phone_dir(state, name) / "pin"
+    if on:
+        pin.write_text("lab PIN set: Termux:Boot waits for the first unlock after a reboot\n")
+    elif pin.exists():
+        pin.unlink()
+
+
+def unlock(name: str, state: LabState | None = None) -> None:
+    state = state or load_state()
+    _phone_dir(state, name)
+    os.kill(state.init_pid(name), signal.SIGUSR2)
+
+
+def set_property(name: str, key: str, value: str, state: LabState | None = None) -> None:
+    state = state or load_state()
+    path = _phone_dir(state, name) / "fs/system/etc/lab.prop"
+    properties = termux.read_properties(path)
+    properties[key] = value
+    termux.write_properties(path, properties)
+
+
+def wake_lock(name: str, state: LabState | None = None) -> str:
+    """The Termux app's wake lock as Android knows it: "held", "released" or "" (none since boot)."""
+    state = state or load_state()
+    record = _phone_dir(state, name) / "fs/data" / termux.WAKE_LOCK_FILE.removeprefix("/data/")
+    return record.read_text().strip()
+
+
+def remove_cgroups() -> list[str]:
+    """Thaw and delete the phones' freezer cgroups (after their processes are gone). A frozen
+    process takes no SIGKILL, so `lab down` thaws before it kills, and again here."""
+    problems = []
+    root = hostsetup.FREEZER_ROOT
+    if not root.is_dir():
+        return problems
+    for cgroup in [path for path in root.iterdir() if path.is_dir()] + [root]:
+        try:
+            if (cgroup / "freezer.state").exists() and cgroup != root:
+                (cgroup / "freezer.state").write_text("THAWED")
+            cgroup.rmdir()
+        except OSError as error:
+            problems.append(f"cgroup {cgroup}: {error.strerror}")
+    return problems
+
+
+def thaw_all() -> None:
+    root = hostsetup.FREEZER_ROOT
+    if root.is_dir():
+        for cgroup in root.iterdir():
+            state_file = cgroup / "freezer.state"
+            if state_file.exists():
+                state_file.write_text("THAWED")
+
+
+def cgroup_leftovers() -> list[str]:
+    root = hostsetup.FREEZER_ROOT
+    return [f"cgroup {root}"] if root.is_dir() else []
+
