@@ -21,8 +21,8 @@ Stands for:
   and network, with short maintenance windows between. Processes the phone's init starts (sshd,
   its sessions, boot scripts, services) are in the phone's freezer cgroup, which `Phone.tick`
   freezes while the phone dozes; a frozen sshd answers no one, as a dozing phone's Wi-Fi goes
-  quiet. Lab timings are scaled down (DozeTimings). Processes of `lab exec` stand for
-  `adb shell` and are not frozen.
+  quiet. Lab timings are scaled down (DozeTimings). `lab exec` on a phone stands for a command
+  typed in the Termux app: it joins the same cgroup.
 - **Phantom process killer** (Android 12+; termux-app #2366, #4388): more than 32 processes
   forked by apps get the excess SIGKILLed ("[Process completed (signal 9)]"). `Phone.tick` counts
   the app user's processes and kills the youngest above the limit, unless the phone's property
@@ -142,7 +142,7 @@ class DozeTimings:
     """Seconds, scaled down from Android's (light Doze after minutes of screen-off idle, windows
     every few minutes; deep Doze after about an hour)."""
 
-    after: float = 30.0  # idle without wake lock, screen off, before dozing
+    after: float = 15.0  # idle without wake lock, screen off, before dozing
     frozen: float = 20.0  # one doze period
     window: float = 5.0  # maintenance window between periods
 
@@ -297,13 +297,17 @@ class Phone:
 
 
 def main(argv: list[str]) -> int:
-    """`lab exec` on a phone (machine side, as root, before nsenter): the netlink denial every
-    phone process has, then exec the command."""
-    if len(argv) < 2 or argv[0] != "--":
-        print("usage: android_edge.py -- COMMAND...", file=sys.stderr)
+    """`lab exec` on a phone (machine side, as root, before nsenter): into the phone's freezer
+    cgroup (a command typed in the Termux app is one of its processes), the netlink denial
+    every phone process has, then exec the command."""
+    if len(argv) < 4 or argv[0] != "--cgroup" or argv[2] != "--":
+        print("usage: android_edge.py --cgroup DIR -- COMMAND...", file=sys.stderr)
         return 2
+    procs = os.open(os.path.join(argv[1], "cgroup.procs"), os.O_WRONLY)
+    join_cgroup(procs)
+    os.close(procs)
     deny_netlink()
-    os.execvp(argv[1], argv[1:])
+    os.execvp(argv[3], argv[3:])
     return 127
 
 

@@ -2,8 +2,8 @@
 
 `nsenter` joins the namespaces of the host's init (mount, UTS, network, PID); on a phone,
 `setpriv` then becomes the app user and the command gets Termux's environment, exactly what
-an SSH session on the phone gets, and Android's netlink denial. It stands for `adb shell
-run-as`: Doze does not freeze it, but the phantom process killer counts it.
+an SSH session on the phone gets, Android's netlink denial and the phone's cgroup: it stands for
+a command typed in the Termux app (Doze freezes it, the phantom process killer counts it).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from llamafleet.lab import android_edge, termux
+from llamafleet.lab import hostsetup
 from llamafleet.lab.hostsetup import LINUX_ENV
 from llamafleet.lab.state import LabState, load_state
 from llamafleet.lab.topology import LabHost
@@ -26,7 +27,8 @@ def exec_argv(host: LabHost, init_pid: int, command: Sequence[str], *, root: boo
     argv = ["nsenter", "-t", str(init_pid), "-m", "-u", "-n", "-p", "--"]
     if as_app_user:
         # Android's netlink denial applies to every app process (android_edge.py).
-        argv = [sys.executable, "-I", "-S", android_edge.__file__, "--", *argv]
+        cgroup = str(hostsetup.freezer_cgroup(host))
+        argv = [sys.executable, "-I", "-S", android_edge.__file__, "--cgroup", cgroup, "--", *argv]
         argv += ["setpriv", f"--reuid={host.uid}", f"--regid={host.gid}", "--init-groups", "--"]
         env = termux.termux_env(host)
     else:

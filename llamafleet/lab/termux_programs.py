@@ -57,6 +57,8 @@ PACKAGE_FILES: dict[str, PackageFiles] = {
     "grep": _f("grep"),
     "gzip": _f("gzip"),
     "less": _f("less"),
+    # Termux's hostname comes with inetutils (with ftp, telnet, ...); Debian ships it alone.
+    "inetutils": _f("hostname"),
     "net-tools": _f("net-tools"),
     "patch": _f("patch"),
     "procps": _f("procps"),

@@ -90,8 +90,9 @@ def test_phone_environment_is_termuxs_own():
 def test_exec_runs_phone_commands_as_the_app_user_with_termux_environment():
     phone, linux = plan_hosts(1, 1)[1], plan_hosts(1, 1)[0]
     argv = execute.exec_argv(phone, 1234, ["id"])
-    assert argv[3:5] == [android_edge.__file__, "--"]  # the netlink denial every app process has
-    assert argv[5:8] == ["nsenter", "-t", "1234"]
+    # Into the app's cgroup with the netlink denial every app process has, then into the phone.
+    assert argv[3:7] == [android_edge.__file__, "--cgroup", "/sys/fs/cgroup/freezer/llamafleet-lab/lflab-phone1", "--"]
+    assert argv[7:10] == ["nsenter", "-t", "1234"]
     assert "--reuid=10201" in argv and "PREFIX=/data/data/com.termux/files/usr" in argv
     assert argv[-1] == "id" and "--chdir=/data/data/com.termux/files/home" in argv
     assert "setpriv" not in execute.exec_argv(phone, 1234, ["id"], root=True)
@@ -202,7 +203,7 @@ def test_pkg_refuses_root_like_termux(prefix):
         assert result.returncode == 0
 
 
-def test_netlink_filter_denies_only_netlink_sockets():
+def test_netlink_filter_denies_only_netlink_sockets(tmp_path):
     probe = (
         "import socket\n"
         "socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()\n"
@@ -212,11 +213,18 @@ def test_netlink_filter_denies_only_netlink_sockets():
     )
     plain = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True)
     assert plain.stdout.strip() == "allowed"  # positive control: the machine allows it
+    probe_file = tmp_path / "probe.py"
+    probe_file.write_text(probe)
+    cgroup = tmp_path / "cgroup"  # stands for the phone's cgroup directory
+    cgroup.mkdir()
+    (cgroup / "cgroup.procs").write_text("")
     edged = subprocess.run(
-        [SYSTEM_PYTHON, "-I", "-S", android_edge.__file__, "--", SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True
+        [SYSTEM_PYTHON, "-I", "-S", android_edge.__file__, "--cgroup", str(cgroup), "--", SYSTEM_PYTHON, str(probe_file)],
+        capture_output=True, text=True,
     )
     assert edged.returncode == 0, edged.stderr
     assert edged.stdout.strip() == "denied"
+    assert (cgroup / "cgroup.procs").read_text() == "0"  # joined: a real cgroup moves the writer
 
 
 def test_inventory_groups_and_host_data(tmp_path):

@@ -109,14 +109,27 @@ def test_systemd_unit_without_workers_has_no_wait():
     assert "/dev/tcp" not in unit and "TimeoutStartSec" not in unit
 
 
-def test_boot_script_takes_wake_lock_then_starts_services(tmp_path):
+@pytest.mark.parametrize(
+    "sshd_service, expected",
+    [
+        (None, ["wake-lock", "sshd", "start-services"]),  # nobody supervises sshd: start it
+        ("enabled", ["wake-lock", "start-services"]),  # `sv-enable sshd`: the services start it
+        ("down", ["wake-lock", "sshd", "start-services"]),  # termux-services' sshd, not enabled
+    ],
+)
+def test_boot_script_takes_wake_lock_starts_sshd_once_then_services(tmp_path, sshd_service, expected):
     prefix = tmp_path / "usr"
     (prefix / "bin").mkdir(parents=True)
     (prefix / "etc/profile.d").mkdir(parents=True)
     calls = tmp_path / "calls"
-    (prefix / "bin/termux-wake-lock").write_text(f"#!/bin/sh\necho wake-lock >> {calls}\n")
-    (prefix / "bin/termux-wake-lock").chmod(0o755)
+    for name, body in (("termux-wake-lock", "echo wake-lock"), ("sshd", "echo sshd"), ("pgrep", "exit 1")):
+        (prefix / "bin" / name).write_text(f"#!/bin/sh\n{body} >> {calls}\n")
+        (prefix / "bin" / name).chmod(0o755)
     (prefix / "etc/profile.d/start-services.sh").write_text(f"echo start-services >> {calls}\n")
+    if sshd_service:
+        (prefix / "var/service/sshd").mkdir(parents=True)
+        if sshd_service == "down":
+            (prefix / "var/service/sshd/down").touch()
     script = render(
         "termux/boot.sh.j2", prefix=str(prefix), address="127.0.0.1", network_wait=4, log_file=str(tmp_path / "boot.log"),
         wake_lock=take_command(str(tmp_path / "run/wake-lock")),
@@ -126,7 +139,7 @@ def test_boot_script_takes_wake_lock_then_starts_services(tmp_path):
     path.chmod(0o700)
     env = {"PATH": f"{prefix}/bin:/usr/bin:/bin"}
     subprocess.run([str(path)], check=True, env=env, timeout=30)
-    assert calls.read_text().split() == ["wake-lock", "start-services"]
+    assert calls.read_text().split() == expected
     assert "taking the wake lock" in (tmp_path / "boot.log").read_text()
 
 
@@ -148,7 +161,10 @@ def test_unknown_manager_is_refused():
 
 def test_tunnel_key_is_restricted_to_one_forward():
     line = authorized_key_line("ssh-ed25519 AAAAC3 llamafleet-tunnel", 50052)
-    assert line.startswith('restrict,port-forwarding,permitopen="127.0.0.1:50052" ssh-ed25519 AAAAC3')
+    assert line == (
+        'restrict,port-forwarding,command="exit 1",permitopen="127.0.0.1:50052",permitlisten="127.0.0.1:1" '
+        "ssh-ed25519 AAAAC3 llamafleet-tunnel"
+    )
 
 
 def test_tunnel_command_fails_fast_and_checks_host_keys():
