@@ -29,6 +29,10 @@ Stands for:
   persist.sys.fflag.override.settings_enable_monitor_phantom_procs is "false" (how Android
   12L+ turns it off). Android checks on process events and picks victims by its own LRU order;
   the lab checks every half second.
+- **cpusets** (Android's `/dev/cpuset/top-app`, `background`, ...; termux-app #5086): the
+  app's processes are in a cpuset cgroup named like Android's, at the root of the phone's cgroup
+  namespace, so /proc/self/cpuset reads "/top-app"; `lab cpuset PHONE background` holds them to
+  the first half of the CPUs as Android does to a background app.
 - **A new boot id per boot** (/proc/sys/kernel/random/boot_id), and **thermal zones that the app
   cannot read** (SELinux on many phones; /sys/class/thermal is replaced by a directory the app
   cannot enter).
@@ -195,7 +199,7 @@ class Phone:
         self.spec = spec
         self.log = log
         self.timings = DozeTimings(**spec.get("doze", {}))
-        self.procs_fd: int | None = None
+        self.procs_fds: list[int] = []
         self.freezer_fd: int | None = None
         self.frozen_since: float | None = None
         self.idle_since: float | None = None
@@ -205,7 +209,10 @@ class Phone:
     # -- at setup, before the host's own /sys hides the machine's cgroups ----------------------
     def open_cgroup(self) -> None:
         cgroup = self.spec["freezer_cgroup"]
-        self.procs_fd = os.open(os.path.join(cgroup, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        self.procs_fds = [
+            os.open(os.path.join(directory, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            for directory in (cgroup, self.spec["app_cpuset"])
+        ]
         self.freezer_fd = os.open(os.path.join(cgroup, "freezer.state"), os.O_WRONLY | os.O_CLOEXEC)
 
     def mask(self, bind) -> None:
@@ -216,8 +223,8 @@ class Phone:
 
     def child_setup(self) -> None:
         """In a child of the init, before it drops root and execs: the app's cgroup and filter."""
-        if self.procs_fd is not None:
-            join_cgroup(self.procs_fd)
+        for procs_fd in self.procs_fds:
+            join_cgroup(procs_fd)
         deny_netlink()
 
     # -- at every boot -------------------------------------------------------------------------
@@ -297,17 +304,22 @@ class Phone:
 
 
 def main(argv: list[str]) -> int:
-    """`lab exec` on a phone (machine side, as root, before nsenter): into the phone's freezer
-    cgroup (a command typed in the Termux app is one of its processes), the netlink denial
-    every phone process has, then exec the command."""
-    if len(argv) < 4 or argv[0] != "--cgroup" or argv[2] != "--":
-        print("usage: android_edge.py --cgroup DIR -- COMMAND...", file=sys.stderr)
+    """`lab exec` on a phone (machine side, as root, before nsenter): into the phone's cgroups
+    (a command typed in the Termux app is one of its processes: frozen in Doze, held to its
+    cpuset), the netlink denial every phone process has, then exec the command."""
+    cgroups = []
+    while len(argv) >= 2 and argv[0] == "--cgroup":
+        cgroups.append(argv[1])
+        argv = argv[2:]
+    if len(argv) < 2 or argv[0] != "--":
+        print("usage: android_edge.py [--cgroup DIR]... -- COMMAND...", file=sys.stderr)
         return 2
-    procs = os.open(os.path.join(argv[1], "cgroup.procs"), os.O_WRONLY)
-    join_cgroup(procs)
-    os.close(procs)
+    for directory in cgroups:
+        procs = os.open(os.path.join(directory, "cgroup.procs"), os.O_WRONLY)
+        join_cgroup(procs)
+        os.close(procs)
     deny_netlink()
-    os.execvp(argv[3], argv[3:])
+    os.execvp(argv[1], argv[1:])
     return 127
 
 

@@ -55,6 +55,11 @@ def register(subparsers) -> None:
     unlock.add_argument("host")
     unlock.set_defaults(func=_guarded(lambda args: _phone_action(phone.unlock, args.host)))
 
+    cpuset = commands.add_parser("cpuset", help="hold a phone's app to an Android cpuset (background: the little cores)")
+    cpuset.add_argument("host")
+    cpuset.add_argument("cpuset", choices=phone.CPUSETS)
+    cpuset.set_defaults(func=_guarded(lambda args: _phone_action(phone.set_cpuset, args.host, args.cpuset)))
+
     setprop = commands.add_parser("setprop", help="set an Android property of a phone (as adb shell would)")
     setprop.add_argument("host")
     setprop.add_argument("key")

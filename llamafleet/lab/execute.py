@@ -27,8 +27,11 @@ def exec_argv(host: LabHost, init_pid: int, command: Sequence[str], *, root: boo
     argv = ["nsenter", "-t", str(init_pid), "-m", "-u", "-n", "-p", "--"]
     if as_app_user:
         # Android's netlink denial applies to every app process (android_edge.py).
-        cgroup = str(hostsetup.freezer_cgroup(host))
-        argv = [sys.executable, "-I", "-S", android_edge.__file__, "--cgroup", cgroup, "--", *argv]
+        cgroups = (hostsetup.freezer_cgroup(host), hostsetup.app_cpuset(host))
+        edge = [sys.executable, "-I", "-S", android_edge.__file__]
+        for cgroup in cgroups:
+            edge += ["--cgroup", str(cgroup)]
+        argv = [*edge, "--", *argv]
         argv += ["setpriv", f"--reuid={host.uid}", f"--regid={host.gid}", "--init-groups", "--"]
         env = termux.termux_env(host)
     else:

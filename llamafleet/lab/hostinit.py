@@ -48,6 +48,7 @@ sys.modules[_spec.name] = android_edge
 _spec.loader.exec_module(android_edge)
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -513,7 +514,14 @@ def launch(spec_path: str) -> int:
     netns_fd = os.open(f"/run/netns/{spec['netns']}", os.O_RDONLY)
     setns(netns_fd, CLONE_NEWNET)
     os.close(netns_fd)
-    unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID)
+    namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID
+    if spec.get("android"):
+        # The phone's cpuset cgroup becomes the root of its cgroup namespace: its processes read
+        # Android-like paths in /proc/self/cpuset ("/top-app"), not the machine's.
+        with open(os.path.join(spec["android"]["cpuset_cgroup"], "cgroup.procs"), "w") as handle:
+            handle.write("0")
+        namespaces |= CLONE_NEWCGROUP
+    unshare(namespaces)
     # Nothing the host mounts may propagate back to the machine.
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     read_end, write_end = os.pipe()

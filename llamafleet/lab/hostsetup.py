@@ -51,8 +51,11 @@ LINUX_ENV = {
 }
 
 RUNSVDIR = "/usr/bin/runsvdir"
-# Where phones' freezer cgroups live (cgroup v1 freezer hierarchy of the machine).
+# Where phones' freezer and cpuset cgroups live (cgroup v1 hierarchies of the machine).
 FREEZER_ROOT = Path("/sys/fs/cgroup/freezer/llamafleet-lab")
+CPUSET_ROOT = Path("/sys/fs/cgroup/cpuset/llamafleet-lab")
+# Android's cpuset for the app in front (all CPUs); `lab cpuset PHONE background` renames it.
+APP_CPUSET = "top-app"
 
 
 def mount_points(hosts: list[LabHost]) -> list[str]:
@@ -183,6 +186,25 @@ def freezer_cgroup(host: LabHost) -> Path:
     return FREEZER_ROOT / host.netns
 
 
+def cpuset_cgroup(host: LabHost) -> Path:
+    """The phone's cpuset cgroup: the root of its cgroup namespace; the app's processes are in
+    a child named like Android's (APP_CPUSET), so /proc/self/cpuset reads "/top-app"."""
+    return CPUSET_ROOT / host.netns
+
+
+def app_cpuset(host: LabHost) -> Path:
+    """Where the app's processes are now (`lab cpuset` renames the cgroup)."""
+    root = cpuset_cgroup(host)
+    children = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+    return children[0] if children else root / APP_CPUSET
+
+
+def _make_cpuset(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset takes no task before both are set
+        (path / name).write_text((path.parent / name).read_text())
+
+
 def _android_spec(host: LabHost, host_dir: Path, data_root: Path) -> dict:
     """What the phone's init needs for Android's policies (android_edge.Phone)."""
     for directory, mode in (("system", 0o711), ("misc", 0o711), ("misc/net", 0o700)):
@@ -200,10 +222,14 @@ def _android_spec(host: LabHost, host_dir: Path, data_root: Path) -> dict:
     boot_id.chmod(0o444)
     cgroup = freezer_cgroup(host)
     cgroup.mkdir(parents=True, exist_ok=True)
+    for path in (CPUSET_ROOT, cpuset_cgroup(host), cpuset_cgroup(host) / APP_CPUSET):
+        _make_cpuset(path)
     (host_dir / "screen").write_text("on\n")
     return {
         "uid": host.uid,
         "freezer_cgroup": str(cgroup),
+        "cpuset_cgroup": str(cpuset_cgroup(host)),
+        "app_cpuset": str(cpuset_cgroup(host) / APP_CPUSET),
         "proc_net_link": str(proc_net_link),
         "denied_dir": str(denied),
         "boot_id_file": str(boot_id),

@@ -6,6 +6,8 @@ Each stands for something a real phone has and Termux cannot change:
   screen is on after `lab up` (its owner is setting it up);
 - a screen lock (`lab pin HOST on|off`) and the first unlock after a reboot (`lab unlock HOST`),
   before which Android sends no BOOT_COMPLETED and Termux:Boot runs nothing (termux-boot README);
+- the cpuset Android holds the app to (`lab cpuset HOST top-app|background`): a background app
+  runs on the little cores (termux-app #5086);
 - `adb shell settings put global settings_enable_monitor_phantom_procs false` and friends
   (`lab setprop HOST KEY VALUE`), which Android reads back as getprop values.
 """
@@ -47,6 +49,28 @@ def unlock(name: str, state: LabState | None = None) -> None:
     os.kill(state.init_pid(name), signal.SIGUSR2)
 
 
+# Android's cpusets an app may be in (/dev/cpuset/...): in front, all CPUs; in the background,
+# the little cores (the lab: the first half of the machine's CPUs).
+CPUSETS = ("top-app", "foreground", "background")
+
+
+def set_cpuset(name: str, cpuset: str, state: LabState | None = None) -> None:
+    """Move the phone's app to another Android cpuset (its processes see the new name in
+    /proc/self/cpuset and the CPUs in their affinity)."""
+    state = state or load_state()
+    _phone_dir(state, name)
+    if cpuset not in CPUSETS:
+        raise LabError(f"unknown cpuset {cpuset!r}: one of {', '.join(CPUSETS)}")
+    host = state.host(name)
+    current = hostsetup.app_cpuset(host)
+    every = (current.parent / "cpuset.cpus").read_text().strip()
+    first, _, last = every.partition("-")
+    little = f"{first}-{(int(first) + int(last or first)) // 2}" if last else first
+    (current / "cpuset.cpus").write_text(little if cpuset == "background" else every)
+    if current.name != cpuset:
+        current.rename(current.parent / cpuset)
+
+
 def set_property(name: str, key: str, value: str, state: LabState | None = None) -> None:
     state = state or load_state()
     path = _phone_dir(state, name) / "fs/system/etc/lab.prop"
@@ -63,19 +87,18 @@ def wake_lock(name: str, state: LabState | None = None) -> str:
 
 
 def remove_cgroups() -> list[str]:
-    """Thaw and delete the phones' freezer cgroups (after their processes are gone). A frozen
-    process takes no SIGKILL, so `lab down` thaws before it kills, and again here."""
+    """Thaw and delete the phones' cgroups (after their processes are gone), children first. A
+    frozen process takes no SIGKILL, so `lab down` thaws before it kills, and again here."""
     problems = []
-    root = hostsetup.FREEZER_ROOT
-    if not root.is_dir():
-        return problems
-    for cgroup in [path for path in root.iterdir() if path.is_dir()] + [root]:
-        try:
-            if (cgroup / "freezer.state").exists() and cgroup != root:
-                (cgroup / "freezer.state").write_text("THAWED")
-            cgroup.rmdir()
-        except OSError as error:
-            problems.append(f"cgroup {cgroup}: {error.strerror}")
+    thaw_all()
+    for root in (hostsetup.FREEZER_ROOT, hostsetup.CPUSET_ROOT):
+        if not root.is_dir():
+            continue
+        for cgroup in sorted((path for path in root.rglob("*") if path.is_dir()), key=lambda p: -len(p.parts)) + [root]:
+            try:
+                cgroup.rmdir()
+            except OSError as error:
+                problems.append(f"cgroup {cgroup}: {error.strerror}")
     return problems
 
 
@@ -89,6 +112,4 @@ def thaw_all() -> None:
 
 
 def cgroup_leftovers() -> list[str]:
-    root = hostsetup.FREEZER_ROOT
-    return [f"cgroup {root}"] if root.is_dir() else []
-
+    return [f"cgroup {root}" for root in (hostsetup.FREEZER_ROOT, hostsetup.CPUSET_ROOT) if root.is_dir()]

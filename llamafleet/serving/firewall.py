@@ -74,7 +74,8 @@ class IptablesChain(FactBase):
         return (
             "command -v iptables >/dev/null 2>&1 || { echo NO-IPTABLES; exit 0; }; "
             f"iptables -w -S {chain} 2>/dev/null || echo NO-CHAIN; "
-            f"iptables -w -C INPUT -j {chain} 2>/dev/null && echo JUMP || true"
+            f"iptables -w -C INPUT -j {chain} 2>/dev/null && echo JUMP; "
+            f"{_jump_is_first(chain)} && echo FIRST || true"
         )
 
     def process(self, output):
@@ -85,7 +86,22 @@ class IptablesChain(FactBase):
             "rules": [line for line in lines if line.startswith("-A ")],
             "exists": "NO-CHAIN" not in lines,
             "jump": "JUMP" in lines,
+            "first": "FIRST" in lines,
         }
+
+
+def _jump_is_first(chain: str) -> str:
+    """A shell test: INPUT's first rule is the jump to `chain` (a broad ACCEPT before it would
+    open the protected ports to everyone)."""
+    return f"iptables -w -S INPUT | grep -m1 '^-A ' | grep -qx -- '-A INPUT -j {chain}'"
+
+
+def _jump_first_commands(chain: str) -> list[str]:
+    """Shell lines that make the jump INPUT's first rule, moving it when it stands elsewhere."""
+    return [
+        f"{_jump_is_first(chain)} || {{ while iptables -w -D INPUT -j {chain} 2>/dev/null; do :; done; "
+        f"iptables -w -I INPUT 1 -j {chain}; }}"
+    ]
 
 
 @operation()
@@ -114,9 +130,13 @@ def iptables_chain(policy: FirewallPolicy, rules_file: str = IPTABLES_RULES_FILE
             "printf", "%s", QuoteString(iptables_restore_file(policy)), ">", QuoteString(rules_file)
         )
         yield StringCommand("iptables-restore", "-w", "--noflush", QuoteString(rules_file))
-    if not live["jump"]:
-        # First position: a broad ACCEPT earlier in INPUT would otherwise open the ports anyway.
-        yield StringCommand("iptables", "-w", "-I", "INPUT", "1", "-j", CHAIN)
+    if not live.get("first"):
+        # First position: a broad ACCEPT earlier in INPUT would otherwise open the ports anyway;
+        # a jump that something pushed down is moved back to the top.
+        if live["jump"]:
+            yield StringCommand("sh", "-c", QuoteString(_jump_first_commands(CHAIN)[0]))
+        else:
+            yield StringCommand("iptables", "-w", "-I", "INPUT", "1", "-j", CHAIN)
 
 
 def nft_rules_file(policy: FirewallPolicy) -> str:
@@ -220,7 +240,7 @@ def restore_commands(backend: str) -> list[str]:
     if backend == "iptables":
         return [
             f"iptables-restore -w --noflush {IPTABLES_RULES_FILE}",
-            f"iptables -w -C INPUT -j {CHAIN} 2>/dev/null || iptables -w -I INPUT 1 -j {CHAIN}",
+            *_jump_first_commands(CHAIN),
         ]
     return [f"nft -f {NFT_RULES_FILE}"]
 

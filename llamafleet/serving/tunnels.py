@@ -11,7 +11,14 @@ import shlex
 
 from pyinfra.api import FactBase
 
-KEY_OPTIONS = "restrict,port-forwarding,permitopen=\"127.0.0.1:{port}\""
+# restrict: no pty, agent or X11 forwarding, no ~/.ssh/rc; port-forwarding re-enables forwards,
+# permitopen limits local forwards (-L) to the RPC port. restrict does not stop a command or a
+# shell, so a forced command ends every session at once (`ssh -N` opens none). permitlisten
+# limits remote forwards (-R), which port-forwarding re-enables too, to 127.0.0.1:1: a port an
+# unprivileged user cannot bind (sshd accepts no "none" in authorized_keys).
+KEY_OPTIONS = (
+    'restrict,port-forwarding,command="exit 1",permitopen="127.0.0.1:{port}",permitlisten="127.0.0.1:1"'
+)
 
 
 def authorized_key_line(public_key: str, port: int) -> str:

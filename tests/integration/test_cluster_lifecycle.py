@@ -1,6 +1,8 @@
 """The whole life of a cluster on the lab, as a user lives it.
 
-lab up -> deploy -> deploy again (no changes) -> verify -> outsider shut out -> kill a worker
+lab up (linux2 has a user's ACCEPT-everything rule) -> deploy -> deploy again (no changes) ->
+verify -> outsider shut out -> firewall forgotten (as at a reboot): the services restore it, a
+deploy the sysctls -> kill a worker
 (back within 5 s) -> verify -> kill a tunnel (back, next completion works) -> reboot a phone (boot
 script: sshd and services new, wake lock held; doctor) -> the boot script removed: nothing comes
 back, no wake lock (doctor and verify say so), the phone dozes; a deploy repairs -> verify -> a wrong model sha256 stops the deploy before any change ->
@@ -88,6 +90,45 @@ def tunnel_services() -> list[str]:
     return lab_exec("linux1", "ls /etc/sv | grep '^llama-tunnel-' || true").stdout.split()
 
 
+def tunnel_processes() -> str:
+    return lab_exec("linux1", "pgrep -af '[s]sh -N .*-L 127.0.0.1:5005' || true").stdout.strip()
+
+
+def tunnel_key_blob() -> str:
+    """The tunnel public key's base64 field, as the deploy generated it on the controller."""
+    return (WORKDIR / ".llamafleet/secrets/tunnel_ed25519.pub").read_text().split()[1]
+
+
+def accepted_keys(phone: str) -> list[str]:
+    """The key fields of a phone's authorized_keys lines."""
+    return lab_exec(phone, "cat ~/.ssh/authorized_keys").stdout.split()
+
+
+def iptables_s(host: str, chain: str) -> list[str]:
+    return lab_exec(host, f"iptables -w -S {chain}").stdout.splitlines()
+
+
+def input_rules(host: str) -> list[str]:
+    """INPUT's rules in evaluation order."""
+    return [line for line in iptables_s(host, "INPUT") if line.startswith("-A ")]
+
+
+def wait_for(check, seconds: float, interval: float = 0.5) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+# linux2 is rank 3 in the lab inventory (after the two phones): rpc_port_base + rank - 1.
+LINUX2_RPC_PORT = 50052 + 3 - 1
+USER_ACCEPT_ALL = "-A INPUT -j ACCEPT"
+JUMP = "-A INPUT -j LLAMAFLEET"
+KEEPALIVE = "net.ipv4.tcp_keepalive_time"
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     if os.geteuid() != 0:
@@ -110,6 +151,10 @@ WORKDIR: Path = REPO
 
 
 def test_first_deploy_converges(lab):
+    # A user's box may accept everything already: llamafleet's rules must shut the RPC port
+    # anyway (checked in test_outsider_is_shut_out_and_master_is_let_in).
+    assert lab_exec("linux2", f"iptables -w {USER_ACCEPT_ALL}").returncode == 0
+    assert USER_ACCEPT_ALL in input_rules("linux2")
     result, seconds = deploy()
     FIGURES["cold deploy"] = f"{seconds:.0f} s"
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
@@ -141,17 +186,83 @@ def test_verify_suite_passes(lab):
 def test_outsider_is_shut_out_and_master_is_let_in(lab):
     hosts = {h.name: h for h in lab.hosts}
     master, board = hosts["linux1"], hosts["linux2"]
-    rpc_port = 50052 + 3 - 1  # linux2 is rank 3 in the lab inventory (after the two phones)
+    rpc_port = LINUX2_RPC_PORT
+    # Positive controls: the outsider reaches each host (its sshd), so a refusal below is the
+    # firewall's or the bind's, not a broken route or probe.
+    for name in ("linux1", "linux2", "phone1", "phone2"):
+        assert port_open("outsider", hosts[name].address, hosts[name].ssh_port), f"control: the outsider cannot reach {name}'s sshd"
     assert port_open("linux1", board.address, rpc_port), "the master cannot reach linux2's RPC port"
     assert not port_open("outsider", board.address, rpc_port), "the outsider reaches linux2's RPC port"
     assert not port_open("outsider", master.address, 8080), "the outsider reaches the master's API"
     for phone in ("phone1", "phone2"):
         for port in (50052, 50053):
             assert not port_open("outsider", hosts[phone].address, port), f"{phone}:{port} open to the outsider"
+    # The user's ACCEPT is kept (llamafleet touches only its chain) and comes after the jump.
+    rules = input_rules("linux2")
+    assert rules[0] == JUMP and USER_ACCEPT_ALL in rules[1:], rules
     # sysctl applied inside the Linux hosts only; the machine keeps its own value.
     inside = lab_exec("linux1", "sysctl -n net.ipv4.tcp_keepalive_time").stdout.strip()
     outside = subprocess.run(["sysctl", "-n", "net.ipv4.tcp_keepalive_time"], capture_output=True, text=True).stdout.strip()
     assert inside == "600" and outside != "600"
+
+
+def forget_firewall(host: str) -> None:
+    """What a reboot does to llamafleet's rules: the kernel no longer has the chain nor the jump."""
+    result = lab_exec(host, "iptables -w -D INPUT -j LLAMAFLEET && iptables -w -F LLAMAFLEET && iptables -w -X LLAMAFLEET")
+    assert result.returncode == 0, result.stderr
+    assert JUMP not in input_rules(host) and iptables_s(host, "LLAMAFLEET") == []
+
+
+def restart_service(host: str, service: str) -> None:
+    before = sv_pid(host, service, "/etc/service")
+    assert before, f"{service} is not running on {host}"
+    lab_exec(host, f"SVDIR=/etc/service sv restart {service}")  # its status wait may time out: the pid tells
+    assert wait_for(lambda: sv_pid(host, service, "/etc/service") not in (None, before), 30), f"{service} not restarted"
+
+
+def test_services_restore_the_firewall_and_a_deploy_the_sysctls(lab):
+    """A reboot forgets llamafleet's rules and sysctls (simulated: chain, jump and a sysctl
+    gone). README: the services restore the rules before they start, so a restart alone brings
+    them back, first in INPUT; sysctls are the drop-in's at boot and a deploy's, not a
+    service's: the next deploy re-applies them."""
+    hosts = {h.name: h for h in lab.hosts}
+    master, board = hosts["linux1"], hosts["linux2"]
+    saved = {name: iptables_s(name, "LLAMAFLEET") for name in ("linux1", "linux2")}
+    deployed = {name: lab_exec(name, f"sysctl -n {KEEPALIVE}").stdout.strip() for name in saved}
+    for name in saved:
+        assert any(line.endswith("-j DROP") for line in saved[name]), f"{name}: no rules to forget: {saved[name]}"
+        assert deployed[name] != "7200"
+        assert lab_exec(name, f"sysctl -w {KEEPALIVE}=7200").returncode == 0
+        assert lab_exec(name, f"sysctl -n {KEEPALIVE}").stdout.strip() == "7200"
+
+    # The master first, while the cluster is steady (a worker's restart restarts llama-server).
+    forget_firewall("linux1")
+    assert port_open("outsider", master.address, 8080), "control: with no rules the outsider should reach the API"
+    restart_service("linux1", "llama-server")
+    # Its run script waits for the workers, then restores the rules, then starts llama-server.
+    assert wait_for(lambda: iptables_s("linux1", "LLAMAFLEET") == saved["linux1"], 150), iptables_s("linux1", "LLAMAFLEET")
+    assert input_rules("linux1")[0] == JUMP, input_rules("linux1")
+    completion_after_restart()  # llama-server listens again (for the controller, an allowed source)
+    assert not port_open("outsider", master.address, 8080), "the outsider reaches the API after the restart"
+
+    # linux2 keeps its user's ACCEPT-everything rule: without llamafleet's chain, the port is open.
+    forget_firewall("linux2")
+    assert USER_ACCEPT_ALL in input_rules("linux2")
+    assert port_open("outsider", board.address, LINUX2_RPC_PORT), "control: with no rules the outsider should reach RPC"
+    restart_service("linux2", "llama-rpc")
+    assert wait_for(lambda: iptables_s("linux2", "LLAMAFLEET") == saved["linux2"], 30), iptables_s("linux2", "LLAMAFLEET")
+    rules = input_rules("linux2")
+    assert rules[0] == JUMP and USER_ACCEPT_ALL in rules[1:], rules
+    assert wait_for(lambda: port_open("linux1", board.address, LINUX2_RPC_PORT), 30), "the master cannot reach linux2"
+    assert not port_open("outsider", board.address, LINUX2_RPC_PORT), "the outsider reaches linux2's RPC port"
+    completion_after_restart()
+
+    repaired, _ = deploy()
+    assert repaired.returncode == 0, (repaired.stdout + repaired.stderr)[-6000:]
+    for name in saved:
+        assert lab_exec(name, f"sysctl -n {KEEPALIVE}").stdout.strip() == deployed[name], f"{name}: sysctl not re-applied"
+        assert iptables_s(name, "LLAMAFLEET") == saved[name], f"{name}: the deploy changed the restored rules"
+    completion_after_restart()
 
 
 def test_killed_worker_is_back_within_5_seconds(lab):
@@ -226,6 +337,10 @@ def test_without_its_boot_script_a_rebooted_phone_stays_down_and_dozes(lab):
     start sshd by hand, but nobody took the wake lock: doctor and verify say so, and with the
     screen off the phone dozes. A deploy (screen on) repairs it all."""
     host = lab.host("phone2")
+    # Positive controls: before the reboot, the same probes see sshd, the worker and runsvdir.
+    assert lab_ssh.ssh_answers(host.address, host.ssh_port), "control: phone2's sshd does not answer"
+    assert sv_pid("phone2", "llama-rpc", PHONE_SVDIR), "control: llama-rpc is not running on phone2"
+    assert lab_exec("phone2", "pgrep -x runsvdir").returncode == 0, "control: no runsvdir on phone2"
     assert lab_exec("phone2", "rm ~/.termux/boot/50-llamafleet").returncode == 0
     try:
         reboot("phone2")
@@ -234,6 +349,8 @@ def test_without_its_boot_script_a_rebooted_phone_stays_down_and_dozes(lab):
         assert not sv_pid("phone2", "llama-rpc", PHONE_SVDIR)
         assert lab_exec("phone2", "pgrep -x runsvdir").returncode == 1
         lab_exec("phone2", "sshd")  # the owner opens Termux and types sshd
+        # Control for the dozing check below: awake, the same probe sees this sshd.
+        assert wait_for(lambda: lab_ssh.ssh_answers(host.address, host.ssh_port), 10), "sshd started by hand does not answer"
         report = doctor()
         assert report.returncode == 1, report.stdout
         assert doctor_row(report.stdout, "phone2", "wake lock") == "FAIL", report.stdout
@@ -286,14 +403,21 @@ def test_phones_switched_to_direct_and_back(lab):
     """Direct: tunnels and the tunnel key are retired, phones bind their address; back to the
     default: tunnels return and RPC is on 127.0.0.1 again. A completion works in both."""
     hosts = {h.name: h for h in lab.hosts}
+    blob = tunnel_key_blob()
+    # Positive controls: in tunnel mode the probes used after the switch see the tunnels, their
+    # processes and the tunnel key, and RPC is not served on the phones' addresses.
+    assert tunnel_services() == ["llama-tunnel-phone1", "llama-tunnel-phone2"]
+    assert wait_for(lambda: len(tunnel_processes().splitlines()) == 2, 30), tunnel_processes()
+    for phone, port in (("phone1", 50052), ("phone2", 50053)):
+        assert blob in accepted_keys(phone), f"control: {phone} does not accept the tunnel key in tunnel mode"
+        assert not port_open("linux1", hosts[phone].address, port), f"{phone} serves RPC on its address in tunnel mode"
     result, _ = deploy("--data", "rpc_transport=direct", "--data", "rpc_allow_insecure=true")
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     assert tunnel_services() == [], "a tunnel service outlived the switch to direct"
-    assert lab_exec("linux1", "pgrep -f '[s]sh -N .*-L 127.0.0.1:5005' || true").stdout.strip() == ""
+    assert tunnel_processes() == "", "a tunnel process outlived the switch to direct"
     for phone, port in (("phone1", 50052), ("phone2", 50053)):
         assert port_open("linux1", hosts[phone].address, port), f"{phone} does not serve RPC on its address"
-        keys = lab_exec(phone, "cat ~/.ssh/authorized_keys").stdout
-        assert "llamafleet-tunnel" not in keys, f"{phone} still accepts the tunnel key"
+        assert blob not in accepted_keys(phone), f"{phone} still accepts the tunnel key"
     answer = completion_after_restart()
     FIGURES["direct tokens/s"] = f"{answer['timings']['predicted_per_second']:.1f}"
     assert answer["tokens_predicted"] > 0
@@ -301,7 +425,10 @@ def test_phones_switched_to_direct_and_back(lab):
     result, _ = deploy()
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     assert tunnel_services() == ["llama-tunnel-phone1", "llama-tunnel-phone2"]
+    assert wait_for(lambda: len(tunnel_processes().splitlines()) == 2, 30), tunnel_processes()
     for phone, port in (("phone1", 50052), ("phone2", 50053)):
+        assert blob in accepted_keys(phone), f"{phone} does not accept the tunnel key again"
+        # Control: in direct mode (above) the same probe found RPC on the address.
         assert not port_open("linux1", hosts[phone].address, port), f"{phone} still serves RPC on its address"
     answer = completion_after_restart()
     FIGURES["tunnel tokens/s"] = f"{answer['timings']['predicted_per_second']:.1f}"
@@ -316,6 +443,8 @@ BREAKAGES = {
     "changed sysctl": ("linux1", "sysctl -w net.ipv4.tcp_keepalive_time=7200", "test_linux_sysctl_values"),
     "removed boot script": ("phone1", "rm ~/.termux/boot/50-llamafleet", "test_boot_script_brings_the_worker_back"),
     "flipped firewall": ("linux2", "iptables -w -F LLAMAFLEET", "test_linux_firewall_rules"),
+    # A user's (or another tool's) rule put in front of llamafleet's jump.
+    "jump pushed down": ("linux2", "iptables -w -I INPUT 1 -j ACCEPT", "test_linux_firewall_is_evaluated_first"),
 }
 
 

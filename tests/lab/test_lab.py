@@ -253,6 +253,21 @@ def test_android_properties_boot_id_and_hidden_thermal_zones(phone1):
     assert len(out.strip()) == 36 and out.strip() != Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
+def test_a_phones_app_runs_in_an_android_cpuset_that_can_hold_it_to_little_cores(phone1):
+    code, out, _ = ssh_run(phone1, "cat /proc/self/cpuset; grep Cpus_allowed_list /proc/self/status")
+    every = Path("/sys/fs/cgroup/cpuset/cpuset.cpus").read_text().strip()
+    assert out.split() == ["/top-app", "Cpus_allowed_list:", every]
+    assert lab_command("cpuset", "phone1", "background") == 0
+    try:
+        code, out, _ = ssh_run(phone1, "cat /proc/self/cpuset; grep Cpus_allowed_list /proc/self/status")
+        assert out.split()[0] == "/background"
+        assert out.split()[2] != every  # held to a subset: the little cores
+        assert run_ok("phone1", "cat /proc/self/cpuset").strip() == "/background"  # lab exec too
+    finally:
+        assert lab_command("cpuset", "phone1", "top-app") == 0
+    assert ssh_run(phone1, "cat /proc/self/cpuset")[1].strip() == "/top-app"
+
+
 # --- phones: pkg and dpkg ----------------------------------------------------------------------------
 
 

@@ -91,8 +91,13 @@ def test_exec_runs_phone_commands_as_the_app_user_with_termux_environment():
     phone, linux = plan_hosts(1, 1)[1], plan_hosts(1, 1)[0]
     argv = execute.exec_argv(phone, 1234, ["id"])
     # Into the app's cgroup with the netlink denial every app process has, then into the phone.
-    assert argv[3:7] == [android_edge.__file__, "--cgroup", "/sys/fs/cgroup/freezer/llamafleet-lab/lflab-phone1", "--"]
-    assert argv[7:10] == ["nsenter", "-t", "1234"]
+    assert argv[3:9] == [
+        android_edge.__file__,
+        "--cgroup", "/sys/fs/cgroup/freezer/llamafleet-lab/lflab-phone1",
+        "--cgroup", "/sys/fs/cgroup/cpuset/llamafleet-lab/lflab-phone1/top-app",
+        "--",
+    ]
+    assert argv[9:12] == ["nsenter", "-t", "1234"]
     assert "--reuid=10201" in argv and "PREFIX=/data/data/com.termux/files/usr" in argv
     assert argv[-1] == "id" and "--chdir=/data/data/com.termux/files/home" in argv
     assert "setpriv" not in execute.exec_argv(phone, 1234, ["id"], root=True)

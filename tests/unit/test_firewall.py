@@ -12,6 +12,7 @@ import pytest
 
 from llamafleet.serving.firewall import (
     CHAIN,
+    IPTABLES_RULES_FILE,
     FirewallPolicy,
     IptablesChain,
     NftTable,
@@ -19,6 +20,7 @@ from llamafleet.serving.firewall import (
     iptables_restore_file,
     iptables_rules,
     nft_policy_signature,
+    restore_commands,
     nft_rules_file,
 )
 
@@ -50,9 +52,10 @@ def test_iptables_fact_parses_chain_and_jump():
     fact = IptablesChain()
     output = ["-N LLAMAFLEET", "-A LLAMAFLEET -p tcp -m tcp --dport 1 -j DROP", "JUMP"]
     assert fact.process(output) == {
-        "rules": ["-A LLAMAFLEET -p tcp -m tcp --dport 1 -j DROP"], "exists": True, "jump": True,
+        "rules": ["-A LLAMAFLEET -p tcp -m tcp --dport 1 -j DROP"], "exists": True, "jump": True, "first": False,
     }
-    assert fact.process(["NO-CHAIN"]) == {"rules": [], "exists": False, "jump": False}
+    assert fact.process([*output, "FIRST"])["first"] is True
+    assert fact.process(["NO-CHAIN"]) == {"rules": [], "exists": False, "jump": False, "first": False}
     assert fact.process(["NO-IPTABLES"]) is None
 
 
@@ -82,6 +85,27 @@ def test_iptables_rules_round_trip_through_a_real_kernel(tmp_path):
     assert result.returncode == 0, result.stderr
     live = IptablesChain().process(result.stdout.splitlines())
     assert live["rules"] == iptables_rules(POLICY)
+
+
+@needs_root_netns
+@pytest.mark.skipif(not shutil.which("iptables-restore"), reason="iptables not installed")
+def test_restore_puts_the_jump_first_even_after_a_users_accept(tmp_path):
+    """A user's `-A INPUT -j ACCEPT`, our jump pushed below it (`-I INPUT 1` of the user's rule):
+    the services' restore lines move the jump back to the top, once, and the fact says so."""
+    rules_file = tmp_path / "rules"
+    rules_file.write_text(iptables_restore_file(POLICY))
+    restore = "; ".join(restore_commands("iptables")).replace(IPTABLES_RULES_FILE, str(rules_file))
+    fact = IptablesChain().command()
+    result = _in_scratch_netns(
+        f"iptables -w -N {CHAIN}; iptables -w -A INPUT -j {CHAIN}; iptables -w -I INPUT 1 -j ACCEPT; "
+        f"echo BEFORE; {fact}; echo AFTER; {restore}; {restore}; {fact}; iptables -w -S INPUT"
+    )
+    assert result.returncode == 0, result.stderr
+    before, after = result.stdout.split("BEFORE", 1)[1].split("AFTER", 1)
+    assert "JUMP" in before and "FIRST" not in before  # the probe sees a pushed-down jump
+    assert "FIRST" in after
+    rules = [line for line in after.splitlines() if line.startswith("-A INPUT")]
+    assert rules == [f"-A INPUT -j {CHAIN}", "-A INPUT -j ACCEPT"]  # first, once; the user's rule kept
 
 
 @needs_root_netns

@@ -20,6 +20,7 @@ from llamafleet.gather import gather_facts
 from llamafleet.inventory_data import load_inventory
 from llamafleet.layout import paths_for, resolve_base
 from llamafleet.plan import Plan, PlannedHost, make_plan, model_size_from_data
+from oracles import worker_transport
 
 
 def _inventory_option(config) -> str:
@@ -40,6 +41,7 @@ HOST_SELECTORS = {
     "master": _is_master,
     "worker": lambda h: not _is_master(h),
     "termux_worker": lambda h: not _is_master(h) and h.is_termux,
+    "tunnel_worker": lambda h: not _is_master(h) and worker_transport(h.data, h.is_termux) == "tunnel",
     "sysctl_node": lambda h: not h.is_termux and h.data.get("sysctl_enabled"),
     "firewall_node": lambda h: not h.is_termux and h.data.get("firewall_enabled"),
 }
@@ -163,11 +165,23 @@ for _name in HOST_SELECTORS:
 del _name
 
 
-@pytest.fixture(scope="session")
-def api_key() -> str:
+def _controller_secret(name: str) -> str:
+    """A file of the controller's `.llamafleet/secrets/` (or $LLAMAFLEET_SECRETS), where the
+    deploy keeps what it generated: run the checks from the directory you deployed from."""
     from llamafleet.serving.secrets import secrets_dir
 
-    path = Path(secrets_dir()) / "api-key"
+    path = Path(secrets_dir()) / name
     if not path.exists():
-        pytest.fail(f"no API key at {path}: run the checks from the directory you deployed from")
+        pytest.fail(f"no {name} at {path}: run the checks from the directory you deployed from")
     return path.read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    return _controller_secret("api-key")
+
+
+@pytest.fixture(scope="session")
+def tunnel_public_key() -> str:
+    """The tunnel key's public line ("ssh-ed25519 AAAA... llamafleet-tunnel") on the controller."""
+    return _controller_secret("tunnel_ed25519.pub")

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import time
+import urllib.error
 import urllib.request
 
-from llamafleet.serving.firewall import CHAIN, FirewallPolicy, PortRule, iptables_rules
+from llamafleet.serving.firewall import CHAIN, NFT_TABLE, FirewallBackend
 from llamafleet.serving.listening import check_listening, master_connections
 from llamafleet.serving.model import local_sha256, model_dest
-from llamafleet.serving.probes import tcp_reachable
+from llamafleet.serving.probes import connect_probe, tcp_reachable
 from llamafleet.serving.netsettings import NET_SETTINGS, SettableSysctls
 from llamafleet.serving.wakelock import BOOT_ID_FILE, parse_record
 from llamafleet.verify_cli import complete
+from oracles import (
+    Rule,
+    authorized_key_options,
+    cluster_address,
+    expected_rules,
+    firewall_problems,
+    input_jump_problems,
+    parse_iptables_rules,
+    parse_nft_table,
+    worker_rpc_port,
+)
 
 RPC_BINARY = "ggml-rpc-server"
 
@@ -118,24 +132,61 @@ def test_linux_sysctl_values(sysctl_node):
     assert node.host.file("/etc/sysctl.d/90-llamafleet.conf").exists
 
 
-def _expected_policy(node, cluster) -> FirewallPolicy:
-    master = next(h for h in cluster.plan.hosts if h.role == "master")
-    rules = []
-    if node.planned.role == "worker" and node.planned.address != "127.0.0.1":
-        rules.append(PortRule(node.planned.rpc_port, (master.cluster_address,)))
-    if node.planned.role == "master":
-        sources = [node.planned.cluster_address, *node.data.get("api_allowed_sources", [])]
-        rules.append(PortRule(int(node.data["llama_server_port"]), tuple(dict.fromkeys(sources))))
-    return FirewallPolicy(rules)
+def _firewall_backend(node) -> str | None:
+    """Which firewall holds llamafleet's rules: `firewall_backend` from the data, else what the
+    host has (ufw and firewalld get llamafleet's own iptables chain / nftables table beside
+    theirs, group_data/all.py and README). This picks where to look, not what must be there."""
+    chosen = node.data.get("firewall_backend")
+    if not chosen:
+        fact = FirewallBackend()
+        chosen = fact.process(node.host.run(fact.command()).stdout.splitlines())
+    return {"ufw": "iptables", "firewalld": "nftables"}.get(chosen or "", chosen)
+
+
+def _live_firewall(node) -> tuple[list[Rule], list[str]]:
+    """The host's llamafleet rules as (source, port, target) tuples, and what is wrong with
+    where they sit (the jump from INPUT, the nftables hook)."""
+    backend = _firewall_backend(node)
+    if backend == "iptables":
+        chain = node.host.run(f"iptables -w -S {CHAIN}")
+        assert chain.rc == 0, f"{node.name}: no {CHAIN} chain: {chain.stderr.strip()}"
+        entry = node.host.run("iptables -w -S INPUT")
+        assert entry.rc == 0, f"{node.name}: iptables -S INPUT failed: {entry.stderr.strip()}"
+        return parse_iptables_rules(chain.stdout.splitlines(), CHAIN), input_jump_problems(entry.stdout.splitlines(), CHAIN)
+    if backend == "nftables":
+        table = node.host.run(f"nft -j list table inet {NFT_TABLE}")
+        assert table.rc == 0, f"{node.name}: no nftables table inet {NFT_TABLE}: {table.stderr.strip()}"
+        chains = parse_nft_table(table.stdout)
+        hooked = [chain for chain in chains if chain.hook == "input"]
+        problems = [] if len(hooked) == 1 else [f"wanted one chain on the input hook, found {[c.name for c in chains]}"]
+        # A drop in any input base chain is final, whatever the priorities: no order to check.
+        return [rule for chain in chains for rule in chain.rules], problems
+    raise AssertionError(f"{node.name}: firewall_enabled, but no iptables or nftables (backend {backend!r})")
 
 
 def test_linux_firewall_rules(firewall_node, cluster):
+    """The rules as the policy says in plain terms (oracles.expected_rules, from the inventory's
+    addresses and ports), compared with the kernel's: per port, what is admitted, then a DROP."""
     node = firewall_node
-    chain = node.host.run(f"iptables -w -S {CHAIN}")
-    assert chain.rc == 0, f"{node.name}: no {CHAIN} chain"
-    live = [line for line in chain.stdout.splitlines() if line.startswith("-A ")]
-    assert live == iptables_rules(_expected_policy(node, cluster))
-    assert node.host.run(f"iptables -w -C INPUT -j {CHAIN}").rc == 0, "INPUT does not jump to the chain"
+    expected = expected_rules(node.name, cluster.data)
+    if node.planned.role == "worker":
+        # The port must be the one the rpc-server really serves, or the rules guard nothing.
+        assert all(rule.port == node.planned.rpc_port for rule in expected), (
+            f"{node.name}: the inventory gives RPC port {[r.port for r in expected]}, the plan {node.planned.rpc_port}"
+        )
+    live, placement = _live_firewall(node)
+    problems = firewall_problems(live, expected)
+    assert not problems, f"{node.name}: " + "; ".join(problems) + f"\nlive: {live}\nexpected: {expected}"
+
+
+def test_linux_firewall_is_evaluated_first(firewall_node, cluster):
+    """INPUT jumps to llamafleet's chain before any rule the host had (a user's broad ACCEPT
+    would otherwise open the ports anyway), read from `iptables -S INPUT` in order."""
+    node = firewall_node
+    if not expected_rules(node.name, cluster.data):
+        return  # nothing to protect on this host (a tunnelled Linux worker): nothing to place
+    _, placement = _live_firewall(node)
+    assert not placement, f"{node.name}: " + "; ".join(placement)
 
 
 def test_master_reaches_every_worker(master, cluster):
@@ -150,9 +201,172 @@ def test_tunnels_up(master, cluster):
         assert _is_up(master, f"llama-tunnel-{worker.name}"), f"tunnel to {worker.name} is not running"
 
 
+def test_tunnel_key_is_restricted_in_authorized_keys(tunnel_worker, cluster, tunnel_public_key):
+    """The worker accepts the master's tunnel key on one line: no pty, no agent or X11
+    forwarding, a forced command (`restrict` alone still lets the key run any command), and
+    local forwards to 127.0.0.1:<its RPC port> only."""
+    worker = tunnel_worker
+    path = f"{worker.platform['home']}/.ssh/authorized_keys"
+    content = worker.host.file(path).content_string
+    blob = tunnel_public_key.split()[1]
+    lines = [line for line in content.splitlines() if blob in line.split()]
+    assert len(lines) == 1, f"{worker.name}: the tunnel key is on {len(lines)} lines of {path}, wanted 1"
+    options = authorized_key_options(lines[0])
+    names = {name for name, _ in options}
+    assert "restrict" in names or {"no-pty", "no-agent-forwarding", "no-x11-forwarding", "no-user-rc"} <= names, lines[0]
+    assert not names & {"pty", "agent-forwarding", "x11-forwarding", "user-rc"}, f"{worker.name}: re-enabled: {lines[0]}"
+    assert "command" in names, f"{worker.name}: no forced command: the tunnel key can run a shell: {lines[0]}"
+    port = worker_rpc_port(cluster.data, worker.name)
+    permitted = [value for name, value in options if name == "permitopen"]
+    assert permitted == [f"127.0.0.1:{port}"], f"{worker.name}: the key may forward to {permitted}, not 127.0.0.1:{port} only"
+
+
+_AUTHENTICATED = re.compile(r"Authenticated to |Authentication succeeded")
+
+
+def _tunnel_ssh(master, cluster, worker_name: str) -> tuple[str, str, str, int]:
+    """The master's ssh with its tunnel key and known hosts (where tasks/master.py puts them),
+    as the tunnels use it: (command, user@address, address, ssh port) for one worker."""
+    data = cluster.data[worker_name]
+    address, port = cluster_address(worker_name, data), int(data.get("ssh_port") or 22)
+    etc = f"{master.paths.base}/etc"
+    argv = [
+        "ssh", "-F", "/dev/null", "-i", f"{etc}/tunnel_ed25519", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        "-o", f"UserKnownHostsFile={etc}/tunnel_known_hosts", "-o", "StrictHostKeyChecking=yes",
+        "-o", "ConnectTimeout=10", "-p", str(port),
+    ]
+    return shlex.join(argv), f"{data.get('ssh_user') or 'root'}@{address}", address, port
+
+
+def _bash(node, script: str):
+    return node.host.run(f"bash -c {shlex.quote(script)}")
+
+
+def _key_values(output: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def test_tunnel_key_runs_no_command_and_no_shell(tunnel_worker, node_for, cluster):
+    """From the master, the tunnel key logs in (the tunnels need it) but neither a command nor a
+    shell runs: the marker a command would print never comes back."""
+    worker, master = tunnel_worker, node_for(cluster.plan.master.name)
+    ssh, target, _, _ = _tunnel_ssh(master, cluster, worker.name)
+    marker = "llamafleet-probe-ran"
+    # Positive control: where the command does run (the owner's login), it prints the marker.
+    assert marker in worker.host.run(f"echo {marker}").stdout
+    command = master.host.run(f"timeout 30 {ssh} -v {target} {shlex.quote('echo ' + marker)} </dev/null")
+    assert _AUTHENTICATED.search(command.stderr), (
+        f"{worker.name}: the tunnel key does not log in at all, so its restrictions are not what refused it:\n"
+        + command.stderr[-2000:]
+    )
+    assert marker not in command.stdout, f"{worker.name}: the tunnel key ran a command (rc {command.rc})"
+    shell = master.host.run(f"echo {shlex.quote('echo ' + marker)} | timeout 30 {ssh} -v -T {target}")
+    assert _AUTHENTICATED.search(shell.stderr), shell.stderr[-2000:]
+    assert marker not in shell.stdout, f"{worker.name}: the tunnel key got a shell (rc {shell.rc})"
+
+
+# Bash on the master: the first local port from $1 on that nothing accepts.
+_FREE_PORT = "free_port() { p=$1; while (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; do p=$((p+1)); done; echo $p; }; "
+
+
+def test_tunnel_key_forwards_only_the_rpc_port(tunnel_worker, node_for, cluster):
+    """From the master, one ssh with the tunnel key forwards two local ports: one to the
+    worker's sshd (127.0.0.1:<ssh port>), which must not be reached (no SSH banner comes
+    through), and one to its RPC port, which is (positive control: the connection is held open,
+    not closed at once as a refused channel is). The banner reader is checked on the worker's
+    sshd directly."""
+    worker, master = tunnel_worker, node_for(cluster.plan.master.name)
+    ssh, target, address, ssh_port = _tunnel_ssh(master, cluster, worker.name)
+    rpc_port = worker_rpc_port(cluster.data, worker.name)
+    read8 = "head -c 8 <&3\" 2>/dev/null | tr -cd 'A-Za-z0-9.-'"
+    script = (
+        _FREE_PORT
+        + "denied=$(free_port 47311); allowed=$(free_port $((denied + 1))); err=$(mktemp); "
+        + f"{ssh} -N -o ExitOnForwardFailure=yes -L 127.0.0.1:$denied:127.0.0.1:{ssh_port} "
+        + f"-L 127.0.0.1:$allowed:127.0.0.1:{rpc_port} {target} 2>$err & pid=$!; "
+        + "i=0; until (exec 3<>/dev/tcp/127.0.0.1/$denied) 2>/dev/null || [ $i -ge 150 ]; do sleep 0.1; i=$((i+1)); done; "
+        + "kill -0 $pid 2>/dev/null && echo alive=yes || echo alive=no; "
+        + f"echo denied_read=$(timeout 5 bash -c \"exec 3<>/dev/tcp/127.0.0.1/$denied; {read8}); "
+        + "timeout 3 bash -c \"exec 3<>/dev/tcp/127.0.0.1/$allowed; head -c 1 <&3 >/dev/null\" 2>/dev/null; echo allowed_rc=$?; "
+        + f"echo direct_read=$(timeout 5 bash -c \"exec 3<>/dev/tcp/{address}/{ssh_port}; {read8}); "
+        + "kill $pid 2>/dev/null; wait $pid 2>/dev/null; echo '--- ssh:'; cat $err; rm -f $err"
+    )
+    result = _bash(master, script)
+    seen = _key_values(result.stdout)
+    assert seen.get("alive") == "yes", f"{worker.name}: the tunnel key's ssh did not stay up: {result.stdout}"
+    assert seen.get("direct_read", "").startswith("SSH-"), f"control: no SSH banner from {address}:{ssh_port} directly: {result.stdout}"
+    assert seen.get("allowed_rc") == "124", f"control: the forward to the RPC port was closed at once: {result.stdout}"
+    assert "SSH-" not in seen.get("denied_read", ""), (
+        f"{worker.name}: the tunnel key forwards to its sshd (127.0.0.1:{ssh_port}), not only to the RPC port: {result.stdout}"
+    )
+
+
+def test_tunnel_key_cannot_listen_on_the_worker(tunnel_worker, node_for, cluster):
+    """A remote forward (ssh -R) with the tunnel key would let the master's key listen on the
+    worker's loopback (where the rpc-server listens): refused. Control: the same ssh with the
+    allowed local forward instead stays up."""
+    worker, master = tunnel_worker, node_for(cluster.plan.master.name)
+    ssh, target, _, _ = _tunnel_ssh(master, cluster, worker.name)
+    rpc_port = worker_rpc_port(cluster.data, worker.name)
+    listen = next(
+        port for port in range(47411, 47511)
+        if worker.host.run(connect_probe("127.0.0.1", port)).stdout.strip() == "refused"
+    )  # free on the worker, so a refusal is sshd's and not a port in use
+    held = _bash(master, _FREE_PORT + (
+        f"timeout 8 {ssh} -N -o ExitOnForwardFailure=yes -L 127.0.0.1:$(free_port 47611):127.0.0.1:{rpc_port} {target}; echo rc=$?"
+    ))
+    assert _key_values(held.stdout).get("rc") == "124", f"control: the allowed forward did not stay up: {held.stdout} {held.stderr}"
+    remote = master.host.run(
+        f"timeout 8 {ssh} -N -o ExitOnForwardFailure=yes -R 127.0.0.1:{listen}:127.0.0.1:{rpc_port} {target}; echo rc=$?"
+    )
+    assert _key_values(remote.stdout).get("rc") != "124", (
+        f"{worker.name}: the tunnel key may listen on the worker's 127.0.0.1:{listen} (ssh -R held for 8 s)"
+    )
+
+
 def test_api_key_file_is_private(master):
     key_file = master.host.file(f"{master.paths.base}/etc/api-key")
     assert key_file.exists and key_file.mode == 0o600
+
+
+def test_api_key_on_the_master_is_the_controllers(master, api_key):
+    """The key llama-server reads is the one the controller keeps and prints once."""
+    on_master = master.host.file(f"{master.paths.base}/etc/api-key").content_string.strip()
+    assert on_master, f"{master.name}: empty API key file"
+    assert on_master == api_key, f"{master.name}: the API key differs from the controller's .llamafleet/secrets/api-key"
+
+
+def _http_status(url: str, headers: dict[str, str] | None = None, body: bytes | None = None) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_api_refuses_a_missing_or_wrong_key(master, cluster, api_key):
+    """The same requests, with the right key first (answered: the probe sees an open API), then
+    without a key and with wrong ones (401). /health is public by design; /v1/models and
+    /completion are not."""
+    url = cluster.plan.master.api_url
+    assert _wait_healthy(url, 180), f"{url}/health not ok within 180 s"  # 503 while loading, before any key check
+    models = f"{url}/v1/models"
+    assert _http_status(models, {"Authorization": f"Bearer {api_key}"}) == 200, "the right key is refused"
+    near_miss = api_key[:-1] + ("A" if api_key[-1] != "A" else "B")
+    for label, headers in (
+        ("no key", {}),
+        ("an empty bearer", {"Authorization": "Bearer "}),
+        ("a wrong key", {"Authorization": f"Bearer {near_miss}"}),
+        ("a wrong X-Api-Key", {"X-Api-Key": near_miss}),
+        ("the key's prefix", {"Authorization": f"Bearer {api_key[:8]}"}),
+    ):
+        assert _http_status(models, headers) == 401, f"GET /v1/models with {label} is not refused with 401"
+    completion = json.dumps({"prompt": "x", "n_predict": 1}).encode()
+    headers = {"Content-Type": "application/json"}
+    assert _http_status(f"{url}/completion", headers, completion) == 401, "POST /completion without a key is not 401"
+    wrong = {**headers, "Authorization": f"Bearer {near_miss}"}
+    assert _http_status(f"{url}/completion", wrong, completion) == 401, "POST /completion with a wrong key is not 401"
 
 
 def test_master_health(master, cluster):
