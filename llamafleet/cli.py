@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "llamafleet.verify_cli",
     "llamafleet.diagnose",
     "llamafleet.doctor",
+    "llamafleet.status",
 )
 
 

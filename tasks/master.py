@@ -88,6 +88,9 @@ if me.role == "master":
         "--host", server_host,
         "--port", str(server_port),
         "--api-key-file", key_on_device,
+        # Prometheus /metrics for `llamafleet status` (tokens/s, queue); like every route but
+        # /health it answers only with the API key (llama.cpp tools/server/server-http.cpp).
+        "--metrics",
         "-t", str(plan.master.threads),
         "-c", str(host.data.get("llama_server_ctx")),
     ]

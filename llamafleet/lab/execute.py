@@ -24,7 +24,8 @@ def exec_argv(host: LabHost, init_pid: int, command: Sequence[str], *, root: boo
     """The machine-side argv that runs `command` in `host` (as its user unless `root`)."""
     as_app_user = host.is_phone and not root
     workdir = host.home if (as_app_user or not host.is_phone) else "/"
-    argv = ["nsenter", "-t", str(init_pid), "-m", "-u", "-n", "-p", "--"]
+    # A phone's cgroup namespace too: its processes read Android-like paths in /proc/self/cpuset.
+    argv = ["nsenter", "-t", str(init_pid), "-m", "-u", "-n", "-p", *(["-C"] if host.is_phone else []), "--"]
     if as_app_user:
         # Android's netlink denial applies to every app process (android_edge.py).
         cgroups = (hostsetup.freezer_cgroup(host), hostsetup.app_cpuset(host))
