@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
 
 from llamafleet.diagnose import Row, render
 from llamafleet.layout import TERMUX_BOOT_SCRIPT, paths_for, resolve_base
+from llamafleet.probe_output import parse_sections, sh_path
 from llamafleet.serving.wakelock import BOOT_ID_FILE, parse_record
 
 GETPROP = "/system/bin/getprop"  # not on Termux's PATH
@@ -32,15 +32,6 @@ BATTERY_FIX = "Android settings → Apps → Termux and Termux:Boot → Battery 
 BACKGROUND_CPUSETS = ("background", "system-background", "restricted")
 
 
-def _sh_path(path: str) -> str:
-    """A path for the probe's shell: "~/x" becomes "$HOME"/'x' (expanded on the phone)."""
-    if path == "~":
-        return '"$HOME"'
-    if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
-    return shlex.quote(path)
-
-
 def record_path(name: str, data: dict) -> str:
     """The wake-lock record on a phone, "~/..." when it is under the (not yet known) home."""
     base = resolve_base(name, data.get("llamafleet_dir"), {"platform": "termux", "home": "~"})
@@ -50,7 +41,7 @@ def record_path(name: str, data: dict) -> str:
 def probe_command(record: str, boot_script: str = f"~/{TERMUX_BOOT_SCRIPT}") -> str:
     """One sh command printing every section `parse_probe` reads, each after a marker line.
     Only Termux's own tools, /proc and /sys: no ss, ip or netstat on a phone."""
-    record, boot = _sh_path(record), _sh_path(boot_script)
+    record, boot = sh_path(record), sh_path(boot_script)
     sections = [
         ("release", f"{GETPROP} ro.build.version.release"),
         ("sdk", f"{GETPROP} ro.build.version.sdk"),
@@ -103,14 +94,7 @@ class Phone:
 
 
 def parse_probe(output: str) -> Phone:
-    sections: dict[str, str] = {}
-    key = None
-    for line in output.splitlines():
-        if line.startswith(MARK):
-            key = line[len(MARK):].strip()
-            sections[key] = ""
-        elif key is not None:
-            sections[key] += line + "\n"
+    sections = parse_sections(output, MARK)
 
     def get(name: str) -> str:
         return sections.get(name, "").strip()

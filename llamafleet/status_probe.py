@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
-from llamafleet.doctor import _sh_path as sh_path
+from llamafleet import probe_output
+from llamafleet.probe_output import sh_path
 from llamafleet.layout import paths_for, resolve_base
 from llamafleet.operations.buildinputs import RPC_BINARY, SERVER_BINARY
 from llamafleet.plan import PlannedHost, host_port, is_wildcard
@@ -162,15 +163,7 @@ def probe_command(target: Target) -> str:
 
 
 def parse_sections(output: str) -> dict[str, str]:
-    sections: dict[str, str] = {}
-    key = None
-    for line in output.splitlines():
-        if line.startswith(MARK):
-            key = line[len(MARK):].strip()
-            sections[key] = ""
-        elif key is not None:
-            sections[key] += line + "\n"
-    return sections
+    return probe_output.parse_sections(output, MARK)
 
 
 # --- pure parsers ------------------------------------------------------------------------------
