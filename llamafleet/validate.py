@@ -208,9 +208,10 @@ _HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 def is_ip_or_hostname(value: str) -> bool:
-    """An IPv4/IPv6 address or an RFC 1123 host name."""
+    """An IPv4/IPv6 address (IPv6 optionally in brackets, both of them) or an RFC 1123 host name."""
+    bracketed = value.startswith("[") and value.endswith("]")
     try:
-        ipaddress.ip_address(value.strip("[]"))
+        ipaddress.ip_address(value[1:-1] if bracketed else value)
         return True
     except ValueError:
         pass

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from llamafleet.lab import down, lab_exec, load_state, phone, reboot, up
+from llamafleet.lab import down, lab_exec, load_state, reboot, up
+from llamafleet.lab import phone as lab_phone
 from llamafleet.lab import sshd as lab_ssh
 from llamafleet.serving.probes import tcp_reachable
 from llamafleet.verify_cli import complete
@@ -323,7 +324,7 @@ def test_rebooted_phone_comes_back_by_its_boot_script(lab):
     assert sv_pid("phone2", "llama-rpc", PHONE_SVDIR) != worker_before
     sshd_after = set(lab_exec("phone2", "pgrep -x sshd").stdout.split())
     assert sshd_after and not sshd_after & sshd_before, "sshd survived the reboot (Android keeps nothing)"
-    assert phone.wake_lock("phone2", lab) == "held", "the boot script did not take the wake lock"
+    assert lab_phone.wake_lock("phone2", lab) == "held", "the boot script did not take the wake lock"
     result = verify()
     assert result.returncode == 0, result.stdout[-6000:]
     report = doctor()
@@ -358,17 +359,17 @@ def test_without_its_boot_script_a_rebooted_phone_stays_down_and_dozes(lab):
         assert doctor_row(report.stdout, "phone1", "wake lock") == "OK", report.stdout
         checked = verify("-k", "wake_lock")
         assert checked.returncode != 0 and "phone2" in checked.stdout, checked.stdout[-3000:]
-        phone.set_screen("phone2", False, lab)
+        lab_phone.set_screen("phone2", False, lab)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not lab.boot_status("phone2").get("dozing"):
             time.sleep(1)
         assert lab.boot_status("phone2").get("dozing"), "no wake lock, screen off, and the phone did not doze"
         assert not lab_ssh.ssh_answers(host.address, host.ssh_port, timeout=2.0)
     finally:
-        phone.set_screen("phone2", True, lab)
+        lab_phone.set_screen("phone2", True, lab)
     repaired, _ = deploy()
     assert repaired.returncode == 0, (repaired.stdout + repaired.stderr)[-6000:]
-    assert phone.wake_lock("phone2", lab) == "held"
+    assert lab_phone.wake_lock("phone2", lab) == "held"
     report = doctor()
     assert doctor_row(report.stdout, "phone2", "wake lock") == "OK", report.stdout
     assert doctor_row(report.stdout, "phone2", "boot script") == "OK", report.stdout
