@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import uuid
 
 import pytest
+from scratch import in_scratch_netns, needs_root_netns
 
 from llamafleet.serving.firewall import (
     CHAIN,
@@ -59,20 +57,6 @@ def test_iptables_fact_parses_chain_and_jump():
     assert fact.process(["NO-IPTABLES"]) is None
 
 
-def _in_scratch_netns(script: str) -> subprocess.CompletedProcess:
-    name = f"lf-fwtest-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        return subprocess.run(
-            ["ip", "netns", "exec", name, "sh", "-c", script], capture_output=True, text=True, check=False
-        )
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-needs_root_netns = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2 for a scratch netns"
-)
 
 
 @needs_root_netns
@@ -81,7 +65,7 @@ def test_iptables_rules_round_trip_through_a_real_kernel(tmp_path):
     """What we generate is what `iptables -S` prints back: the fact compares like with like."""
     rules_file = tmp_path / "rules"
     rules_file.write_text(iptables_restore_file(POLICY))
-    result = _in_scratch_netns(f"iptables-restore -w --noflush {rules_file} && iptables -w -S {CHAIN}")
+    result = in_scratch_netns(f"iptables-restore -w --noflush {rules_file} && iptables -w -S {CHAIN}")
     assert result.returncode == 0, result.stderr
     live = IptablesChain().process(result.stdout.splitlines())
     assert live["rules"] == iptables_rules(POLICY)
@@ -96,7 +80,7 @@ def test_restore_puts_the_jump_first_even_after_a_users_accept(tmp_path):
     rules_file.write_text(iptables_restore_file(POLICY))
     restore = "; ".join(restore_commands("iptables")).replace(IPTABLES_RULES_FILE, str(rules_file))
     fact = IptablesChain().command()
-    result = _in_scratch_netns(
+    result = in_scratch_netns(
         f"iptables -w -N {CHAIN}; iptables -w -A INPUT -j {CHAIN}; iptables -w -I INPUT 1 -j ACCEPT; "
         f"echo BEFORE; {fact}; echo AFTER; {restore}; {restore}; {fact}; iptables -w -S INPUT"
     )
@@ -114,7 +98,7 @@ def test_nft_table_round_trip_through_a_real_kernel(tmp_path):
     rules_file = tmp_path / "table.nft"
     rules_file.write_text(nft_rules_file(POLICY))
     # Applied twice: the file must replace the table, not fail or duplicate rules.
-    result = _in_scratch_netns(f"nft -f {rules_file} && nft -f {rules_file} && nft -j list table inet llamafleet")
+    result = in_scratch_netns(f"nft -f {rules_file} && nft -f {rules_file} && nft -j list table inet llamafleet")
     assert result.returncode == 0, result.stderr
     json.loads(result.stdout)
     assert NftTable().process(result.stdout.splitlines()) == nft_policy_signature(POLICY)

@@ -19,9 +19,9 @@ import os
 import re
 import shutil
 import subprocess
-import uuid
 
 import pytest
+from scratch import FakeHost, in_scratch_netns, needs_root_netns
 from pyinfra.context import ctx_host, ctx_state
 
 from llamafleet.serving import firewall
@@ -36,25 +36,8 @@ POLICY_RULES = [
 ]
 
 
-class FakeHost:
-    """Stands in for a pyinfra Host: facts come from a dict, noops are recorded."""
-
-    def __init__(self, facts: dict):
-        self.name = "board"
-        self.facts = facts
-        self.noops: list[str] = []
-        self.data = {}
-        self.state = None
-
-    def get_fact(self, cls, *args, **kwargs):
-        return self.facts[cls.__name__]
-
-    def noop(self, text: str) -> None:
-        self.noops.append(text)
-
-
 def run_operation(operation, facts: dict, **kwargs) -> tuple[list[str], list[str]]:
-    fake = FakeHost(facts)
+    fake = FakeHost("board", facts)
     with ctx_state.use(object()), ctx_host.use(fake):
         commands = [command.get_raw_value() for command in operation._inner(**kwargs)]
     return commands, fake.noops
@@ -92,19 +75,6 @@ def test_the_nft_chain_runs_before_the_filter_chains_and_accepts_the_rest():
     assert re.search(r"hook input priority [^;]+; policy accept;", text)
 
 
-def _in_scratch_netns(script: str) -> subprocess.CompletedProcess:
-    name = f"lf-fworder-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        return subprocess.run(["ip", "netns", "exec", name, "sh", "-c", script],
-                              capture_output=True, text=True, check=False, timeout=60)
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-needs_root_netns = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2 for a scratch netns"
-)
 
 
 @needs_root_netns
@@ -116,7 +86,7 @@ def test_after_a_restart_the_jump_comes_before_the_hosts_broad_accept(tmp_path):
     rules_file.write_text(firewall.iptables_restore_file(POLICY))
     restore = "\n".join(line.replace(firewall.IPTABLES_RULES_FILE, str(rules_file))
                         for line in firewall.restore_commands("iptables"))
-    result = _in_scratch_netns(
+    result = in_scratch_netns(
         "set -e\niptables -w -A INPUT -p tcp -j ACCEPT\n"
         f"{restore}\n{restore}\niptables -w -S INPUT\n"
     )
@@ -133,7 +103,7 @@ def test_after_a_restart_the_jump_comes_before_the_hosts_broad_accept(tmp_path):
 def test_the_nft_chain_hooks_input_before_filter_in_a_real_kernel(tmp_path):
     rules_file = tmp_path / "table.nft"
     rules_file.write_text(firewall.nft_rules_file(POLICY))
-    result = _in_scratch_netns(f"nft -f {rules_file} && nft -j list chain inet llamafleet input")
+    result = in_scratch_netns(f"nft -f {rules_file} && nft -j list chain inet llamafleet input")
     assert result.returncode == 0, result.stderr
     chain = next(item["chain"] for item in json.loads(result.stdout)["nftables"] if "chain" in item)
     assert (chain["type"], chain["hook"], chain["policy"]) == ("filter", "input", "accept")
@@ -146,7 +116,7 @@ def test_the_nft_chain_hooks_input_before_filter_in_a_real_kernel(tmp_path):
 def in_netns(tmp_path, setup: str, commands: list[str], after: str) -> subprocess.CompletedProcess:
     script = tmp_path / "script.sh"
     script.write_text("set -e\n" + setup + "\n" + "\n".join(commands) + "\n" + after + "\n")
-    return _in_scratch_netns(f"sh {script}")
+    return in_scratch_netns(f"sh {script}")
 
 
 @needs_root_netns
@@ -164,7 +134,7 @@ def test_a_first_deploy_creates_the_chain_keeps_its_file_and_jumps_first(tmp_pat
     assert chain.splitlines() == ["-N LLAMAFLEET", *POLICY_RULES]
     assert inputs.splitlines() == ["-P INPUT ACCEPT", "-A INPUT -j LLAMAFLEET", "-A INPUT -p tcp -j ACCEPT"]
     # The kept file restores the same chain on its own (what the services do at start).
-    again = _in_scratch_netns(f"iptables-restore -w --noflush {rules_file} && iptables -w -S LLAMAFLEET")
+    again = in_scratch_netns(f"iptables-restore -w --noflush {rules_file} && iptables -w -S LLAMAFLEET")
     assert again.stdout.splitlines() == ["-N LLAMAFLEET", *POLICY_RULES]
 
 
@@ -187,11 +157,11 @@ def test_a_jump_pushed_down_is_moved_back_to_the_top(tmp_path):
 @pytest.mark.skipif(not shutil.which("iptables"), reason="iptables not installed")
 def test_the_chain_fact_reads_a_real_kernel(tmp_path):
     fact = firewall.IptablesChain()
-    absent = _in_scratch_netns(fact.command())
+    absent = in_scratch_netns(fact.command())
     assert fact.process(absent.stdout.splitlines()) == {"rules": [], "exists": False, "jump": False, "first": False}
     rules = tmp_path / "in.rules"
     rules.write_text(firewall.iptables_restore_file(POLICY))
-    present = _in_scratch_netns(f"iptables-restore -w --noflush {rules}; iptables -w -I INPUT 1 -j LLAMAFLEET; "
+    present = in_scratch_netns(f"iptables-restore -w --noflush {rules}; iptables -w -I INPUT 1 -j LLAMAFLEET; "
                                 f"iptables -w -A INPUT -p tcp -j ACCEPT; {fact.command()}")
     assert fact.process(present.stdout.splitlines()) == {
         "rules": POLICY_RULES, "exists": True, "jump": True, "first": True,
@@ -247,7 +217,7 @@ def test_the_nft_table_is_written_kept_and_read_back(tmp_path):
     assert result.returncode == 0, result.stderr
     assert fact.process(result.stdout.splitlines()) == [[50052, ["198.18.0.10/32"]]]
     assert rules_file.is_file()
-    absent = _in_scratch_netns(fact.command())
+    absent = in_scratch_netns(fact.command())
     assert fact.process(absent.stdout.splitlines()) == []
 
 

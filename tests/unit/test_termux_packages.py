@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from scratch import FakeHost
 from pyinfra.context import ctx_host, ctx_state
 
 from llamafleet.facts.termux import TermuxPackages, parse_dpkg_query
@@ -16,23 +17,6 @@ DPKG_OUTPUT = [
     "ninja\t1.13.1\tinstall ok half-installed",  # broken: must be installed again
     "garbage line",
 ]
-
-
-class FakeHost:
-    """Stands in for a pyinfra Host: facts come from a dict, noops are recorded."""
-
-    def __init__(self, name: str, facts: dict):
-        self.name = name
-        self.facts = facts
-        self.noops: list[str] = []
-        self.data = {}
-        self.state = None
-
-    def get_fact(self, cls, *args, **kwargs):
-        return self.facts[cls.__name__]
-
-    def noop(self, text: str) -> None:
-        self.noops.append(text)
 
 
 def run_packages(installed: dict, wanted: list[str]):
