@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from llamafleet.connect import run, ssh_client
 from llamafleet.gather import gather_facts
+from llamafleet.layout import TERMUX_BOOT_SCRIPT
 from llamafleet.plan import PlanError, PlannedHost, make_plan, model_size_from_data
 from llamafleet.serving.listening import Listening, check_listening, master_connections
 from llamafleet.serving.probes import rpc_hello_request, tcp_reachable
@@ -162,9 +163,9 @@ def check_worker(worker: PlannedHost, master: PlannedHost, data: dict, master_da
 
 def _phone_rows(client, name: str) -> list[Row]:
     rows = []
-    _, boot, _ = run(client, "cat ~/.termux/boot/50-llamafleet 2>/dev/null")
+    _, boot, _ = run(client, f"cat ~/{TERMUX_BOOT_SCRIPT} 2>/dev/null")
     if "termux-wake-lock" in boot:
-        rows.append(Row(name, "wake lock at boot", "ok", "~/.termux/boot/50-llamafleet takes it"))
+        rows.append(Row(name, "wake lock at boot", "ok", f"~/{TERMUX_BOOT_SCRIPT} takes it"))
     else:
         rows.append(Row(name, "wake lock at boot", "fail", "no boot script taking the wake lock",
                         "deploy again; install and open the Termux:Boot app once"))

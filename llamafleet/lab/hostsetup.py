@@ -97,7 +97,7 @@ def remove_created_dirs(created: list[str]) -> list[str]:
     return kept
 
 
-def _storage(host_dir: Path, path: str) -> Path:
+def storage_path(host_dir: Path, path: str) -> Path:
     """Per-host directory that stands in for `path` inside the host."""
     return host_dir / "fs" / path.lstrip("/")
 
@@ -106,7 +106,7 @@ def build_linux_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict
     """Storage and init spec of a Linux host (or the outsider): root, sshd on 22, runit."""
     mounts = []
     for path in LINUX_PRIVATE_PATHS:
-        storage = _storage(host_dir, path)
+        storage = storage_path(host_dir, path)
         if path in _COPY_MACHINE_CONTENT and Path(path).is_dir():
             shutil.copytree(path, storage, symlinks=True)
         else:
@@ -115,7 +115,7 @@ def build_linux_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict
         mounts.append({"type": "bind", "source": str(storage), "target": path})
     mounts.append({"type": "tmpfs", "target": "/run", "options": "mode=0755"})
 
-    root_home = _storage(host_dir, "/root")
+    root_home = storage_path(host_dir, "/root")
     for dotfile, source in ((".bashrc", "/etc/skel/.bashrc"), (".profile", "/etc/skel/.profile")):
         if Path(source).is_file():
             shutil.copyfile(source, root_home / dotfile)
@@ -143,7 +143,7 @@ def build_linux_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict
 
 def build_phone_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict:
     """Storage and init spec of a phone: the Termux app user, sshd on 8022, Termux:Boot."""
-    data_root = _storage(host_dir, "/data")
+    data_root = storage_path(host_dir, "/data")
     data_root.mkdir(parents=True)
     termux.build_phone_data(host, data_root, authorized_key)
     etc = host_dir / "etc"
@@ -152,7 +152,7 @@ def build_phone_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict
     empty.mkdir(mode=0o755)
     empty.chmod(0o755)
 
-    system_root = _storage(host_dir, "/system")
+    system_root = storage_path(host_dir, "/system")
     termux.write_system_files(host, system_root)
     android = _android_spec(host, host_dir, data_root)
 
@@ -210,7 +210,7 @@ def _android_spec(host: LabHost, host_dir: Path, data_root: Path) -> dict:
     for directory, mode in (("system", 0o711), ("misc", 0o711), ("misc/net", 0o700)):
         (data_root / directory).mkdir(parents=True, exist_ok=True)
         (data_root / directory).chmod(mode)
-    wake_lock = data_root / "system/lab-wake-lock"
+    wake_lock = termux.in_data(data_root, termux.WAKE_LOCK_FILE)
     wake_lock.touch()
     wake_lock.chmod(0o622)
     proc_net_link = host_dir / "fs" / "proc-net-link"
@@ -235,7 +235,7 @@ def _android_spec(host: LabHost, host_dir: Path, data_root: Path) -> dict:
         "boot_id_file": str(boot_id),
         "wake_lock_file": termux.WAKE_LOCK_FILE,
         "screen_file": str(host_dir / "screen"),
-        "properties_file": str(host_dir / "fs/system/etc/lab.prop"),
+        "properties_file": str(storage_path(host_dir, termux.PROPERTIES_FILE)),
     }
 
 
@@ -262,6 +262,6 @@ def prepare_host(host: LabHost, host_dir: Path, authorized_key: str) -> Path:
 def host_public_key(host: LabHost, host_dir: Path) -> str:
     """The host's sshd public key (for known_hosts)."""
     if host.is_phone:
-        etc_ssh = termux.in_data(_storage(host_dir, "/data"), termux.TERMUX_PREFIX + "/etc/ssh")
+        etc_ssh = termux.in_data(storage_path(host_dir, "/data"), termux.TERMUX_PREFIX + "/etc/ssh")
         return sshd.read_public_key(etc_ssh / sshd.HOST_KEY_NAME)
     return sshd.read_public_key(host_dir / "ssh" / sshd.HOST_KEY_NAME)

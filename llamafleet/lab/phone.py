@@ -73,7 +73,7 @@ def set_cpuset(name: str, cpuset: str, state: LabState | None = None) -> None:
 
 def set_property(name: str, key: str, value: str, state: LabState | None = None) -> None:
     state = state or load_state()
-    path = _phone_dir(state, name) / "fs/system/etc/lab.prop"
+    path = hostsetup.storage_path(_phone_dir(state, name), termux.PROPERTIES_FILE)
     properties = termux.read_properties(path)
     properties[key] = value
     termux.write_properties(path, properties)
@@ -82,7 +82,7 @@ def set_property(name: str, key: str, value: str, state: LabState | None = None)
 def wake_lock(name: str, state: LabState | None = None) -> str:
     """The Termux app's wake lock as Android knows it: "held", "released" or "" (none since boot)."""
     state = state or load_state()
-    record = _phone_dir(state, name) / "fs/data" / termux.WAKE_LOCK_FILE.removeprefix("/data/")
+    record = hostsetup.storage_path(_phone_dir(state, name), termux.WAKE_LOCK_FILE)
     return record.read_text().strip()
 
 

@@ -14,6 +14,7 @@ from llamafleet.serving.listening import check_listening, master_connections
 from llamafleet.serving.model import local_sha256, model_dest
 from llamafleet.serving.probes import connect_probe, tcp_reachable
 from llamafleet.serving.netsettings import NET_SETTINGS, SettableSysctls
+from llamafleet.layout import TERMUX_BOOT_SCRIPT
 from llamafleet.serving.wakelock import BOOT_ID_FILE, parse_record
 from llamafleet.verify_cli import complete
 from oracles import (
@@ -93,7 +94,7 @@ def test_worker_listens_where_planned_and_not_everywhere(worker):
 
 def test_boot_script_brings_the_worker_back(termux_worker):
     worker = termux_worker
-    script = worker.host.file(f"{worker.platform['home']}/.termux/boot/50-llamafleet")
+    script = worker.host.file(f"{worker.platform['home']}/{TERMUX_BOOT_SCRIPT}")
     assert script.exists and script.mode & 0o100, "boot script missing or not executable"
     assert "termux-wake-lock" in script.content_string
     assert "start-services.sh" in script.content_string
