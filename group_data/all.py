@@ -138,6 +138,12 @@ llama_server_port = 8080
 # Context size for llama-server.
 llama_server_ctx = 2048
 
+# The chat template for /v1/chat/completions. Default: the model's own (GGUF
+# tokenizer.chat_template). A model without one gets ChatML from llama-server and answers chat
+# clients with template tokens: name a template shipped in templates/chat/ ("gemma3") or a
+# Jinja file on the controller; it is uploaded and passed as --chat-template-file.
+llama_chat_template = None
+
 # Sources (IPv4 addresses or CIDRs) allowed to reach llama-server's port besides the master
 # itself. Add the controller's address here if you call the API from it (the lab does).
 api_allowed_sources = []

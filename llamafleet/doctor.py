@@ -252,18 +252,31 @@ def check_phone(name: str, data: dict) -> list[Row]:
     return evaluate(name, parse_probe(output), record, bool(data.get("termux_boot", True)))
 
 
+def chat_rows(name: str, data: dict) -> list[Row]:
+    """The master's chat template: a model without one answers chat clients with ChatML tokens."""
+    from llamafleet.serving.chat_template import missing_template_advice
+
+    advice = missing_template_advice(data.get("model_file"), data.get("llama_chat_template"))
+    if advice:
+        return [Row(name, "chat template", "warn", advice.split(":")[0],
+                    'set llama_chat_template (e.g. "gemma3" for Gemma 3) in group_data/all.py')]
+    return []
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from llamafleet.inventory_data import InventoryError, load_inventory
 
     try:
-        hosts = [h for h in load_inventory(args.inventory) if h.is_termux]
+        inventory = load_inventory(args.inventory)
     except InventoryError as error:
         print(error, file=sys.stderr)
         return 2
+    hosts = [h for h in inventory if h.is_termux]
+    rows: list[Row] = [row for h in inventory if h.data.get("llama_role") == "master" for row in chat_rows(h.name, h.data)]
     if not hosts:
+        print(render(rows) + "\n" if rows else "", end="")
         print(f"{args.inventory}: no phones (hosts in the `termux` group)")
         return 0
-    rows: list[Row] = []
     for phone in hosts:
         try:
             rows.extend(check_phone(phone.name, phone.data))

@@ -73,30 +73,37 @@ def gather_facts(
     + group_data_dir: as for `llamafleet check` (default: the deploy's group_data/)
     + fact_classes: fact name -> pyinfra FactBase class (default: llamafleet.facts' classes)
     """
+    import gevent
     from pyinfra.api import Config, State
     from pyinfra.api.connect import disconnect_all
     from pyinfra.api.exceptions import ConnectError
-    from pyinfra.context import ctx_state
+    from pyinfra.context import ctx_host, ctx_state
 
     classes = dict(fact_classes) if fact_classes is not None else plan_fact_classes()
     # check_for_changes=False: nothing will be executed, facts are read once.
     state = State(check_for_changes=False)
+    errors: dict[str, str] = {}
+    facts: dict[str, dict[str, Any]] = {}
+
+    def read(host) -> None:
+        # Like pyinfra.api.connect.connect_all, but a host that does not answer becomes an
+        # error line instead of ending the run.
+        try:
+            host.connect(show_errors=False, raise_exceptions=True)
+            state.activate_host(host)
+            with ctx_host.use(host):
+                facts[host.name] = {name: host.get_fact(cls) for name, cls in classes.items()}
+        except ConnectError as error:
+            errors[host.name] = f"cannot connect: {_error_text(error)}"
+        except Exception as error:  # a fact that raised: report which host, keep going
+            errors[host.name] = f"cannot read facts: {type(error).__name__}: {_error_text(error)}"
+
     with ctx_state.use(state):
         inventory = make_pyinfra_inventory(path, group_data_dir)
         state.init(inventory, Config())
-        errors: dict[str, str] = {}
-        facts: dict[str, dict[str, Any]] = {}
-        for host in inventory:
-            try:
-                # Like pyinfra.api.connect.connect_all, one host at a time, so that a host that
-                # does not answer becomes an error line instead of ending the run.
-                host.connect(show_errors=False, raise_exceptions=True)
-                state.activate_host(host)
-                facts[host.name] = {name: host.get_fact(cls) for name, cls in classes.items()}
-            except ConnectError as error:
-                errors[host.name] = f"cannot connect: {_error_text(error)}"
-            except Exception as error:  # a fact that raised: report which host, keep going
-                errors[host.name] = f"cannot read facts: {type(error).__name__}: {_error_text(error)}"
+        # Every host at once, in pyinfra's own greenlet pool (pyinfra_cli, imported to load the
+        # inventory, has made sockets cooperative): a fleet answers in the time of its slowest host.
+        gevent.joinall([state.pool.spawn(read, host) for host in inventory])
         disconnect_all(state)
         hosts = [
             HostInput(name=h.name, data=h.data, facts=facts.get(h.name, {}), groups=h.groups)

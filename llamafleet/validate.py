@@ -34,6 +34,7 @@ from llamafleet.plan import (
     is_wildcard,
     worker_port,
 )
+from llamafleet.serving import chat_template
 
 CLUSTER = "cluster"
 
@@ -101,6 +102,7 @@ NONE_DEFAULT_KINDS: dict[str, Kind] = {
     "llama_tensor_split": LIST_NUMBER,
     "llama_load_mode": STR,
     "llama_server_host": STR,
+    "llama_chat_template": STR,
     "firewall_backend": STR,
     "service_manager": STR,
 }
@@ -349,6 +351,9 @@ class _Checker:
                         "model_url without model_sha256: a download must be checked")
         if sha and not _SHA256.fullmatch(sha):
             self.bad_value(host, "model_sha256", f"{sha!r} is not a sha256 (64 hex digits)")
+        template_problem = chat_template.problem(self.value(host, "llama_chat_template"))
+        if template_problem:
+            self.bad_value(host, "llama_chat_template", template_problem)
 
     # -- cluster -------------------------------------------------------------------------------
 

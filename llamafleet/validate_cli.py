@@ -68,8 +68,24 @@ def run_check(args: argparse.Namespace) -> int:
     problems = shadowed_problems(loaded.shadowed) + validate_hosts(loaded.hosts)
     if problems:
         return _print_problems(problems)
+    for warning in warnings(loaded.hosts):
+        print(f"warning: {warning}", file=sys.stderr)
     print(summary(loaded.hosts))
     return EXIT_OK
+
+
+def warnings(hosts: list[Any]) -> list[str]:
+    """What works but will surprise: today, a master model without a chat template."""
+    from llamafleet.serving.chat_template import missing_template_advice
+
+    found = []
+    for host in hosts:
+        if host.data.get("llama_role") != "master":
+            continue
+        advice = missing_template_advice(host.data.get("model_file"), host.data.get("llama_chat_template"))
+        if advice:
+            found.append(f"{host.name}: llama_chat_template: {advice}")
+    return found
 
 
 def run_plan(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from pyinfra import host
 from pyinfra.operations import files
 
 from llamafleet.layout import device_paths
-from llamafleet.serving import cluster
+from llamafleet.serving import chat_template, cluster
 from llamafleet.serving.model import model_dest
 from llamafleet.serving.probes import endpoints_reachable, http_healthy
 from llamafleet.serving.secrets import api_key_file, tunnel_key
@@ -75,6 +75,15 @@ if me.role == "master":
     endpoints = [(name, address, int(port)) for name, address, port in workers]
     endpoints_reachable(name="Every worker answers", endpoints=endpoints, timeout=120)
 
+    # A model without its own chat template gets the one the inventory names (see chat_template).
+    template_src = chat_template.template_source(host.data.get("llama_chat_template"))
+    template_args: list[str] = []
+    template_upload = None
+    if template_src is not None:
+        template_on_device = f"{etc}/{chat_template.DEVICE_NAME}"
+        template_upload = files.put(name="Chat template", src=str(template_src), dest=template_on_device, mode="644")
+        template_args = ["--chat-template-file", template_on_device]
+
     server_host = host.data.get("llama_server_host") or me.cluster_address
     server_port = int(host.data.get("llama_server_port"))
     argv = [
@@ -93,6 +102,7 @@ if me.role == "master":
         "--metrics",
         "-t", str(plan.master.threads),
         "-c", str(host.data.get("llama_server_ctx")),
+        *template_args,
     ]
     supervise(
         Service(
@@ -100,10 +110,14 @@ if me.role == "master":
             description=f"llama-server on {server_host}:{server_port} with {len(endpoints)} RPC workers",
             argv=argv,
             wait_for=endpoints,
-            # llama-server reads its model and key only at start: a new binary or a new key
-            # restarts it; a new model changes the definition (its sha256 is in the environment).
+            # llama-server reads its model, key and chat template only at start: a new binary,
+            # key or template restarts it; a new model changes the definition (its sha256 is in the environment).
             env=[("LLAMAFLEET_MODEL_SHA256", str(host.data.get("model_sha256")).lower())],
-            restart_if=lambda: cluster.binaries_changed(host)() or key_upload.did_change(),
+            restart_if=lambda: (
+                cluster.binaries_changed(host)()
+                or key_upload.did_change()
+                or (template_upload is not None and template_upload.did_change())
+            ),
             prestart=cluster.prestart_lines(host, me),
         ),
         manager=manager,

@@ -13,7 +13,7 @@ from llamafleet.lab.topology import CONTROLLER_ADDRESS, LabHost
 
 
 def asset_data() -> dict:
-    """llama_cpp_archive, model_file and model_sha256 from llamafleet.assets, when that module
+    """llama_cpp_archive, model_file, model_sha256 and llama_chat_template from llamafleet.assets, when that module
     (written separately) exists; keys it cannot provide yet are left out."""
     try:
         from llamafleet import assets
@@ -33,6 +33,9 @@ def asset_data() -> dict:
     sha256 = getattr(assets, "MODEL_SHA256", None)
     if sha256:
         data["model_sha256"] = sha256
+    template = getattr(assets, "MODEL_CHAT_TEMPLATE", None)
+    if template:
+        data["llama_chat_template"] = template
     return data
 
 

@@ -276,13 +276,14 @@ def resolve(
         # tasks/build.py checks the overrides while preparing; this guards direct callers.
         raise OperationValueError(f"{host.name}: {error}") from error
 
+    source = source or expected_source or "unknown"
     inputs = BuildInputs(
-        source=source or expected_source or "unknown",
+        source=source,
         platform=platform_name,
         arch=profile.get("arch") or "unknown",
         compiler=compiler_identity(compiler_info) or f"{compiler_name} (not installed yet)",
         targets=role_targets(role, tree),
-        cmake_args=cmake_args_for(role, flags.cmake_args),
+        cmake_args=cmake_args_for(role, flags.cmake_args, source),
     )
     up_to_date = installed_matches(installed, inputs)
     builds[host.name] = HostBuild(

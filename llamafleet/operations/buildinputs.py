@@ -91,13 +91,29 @@ def choose_jobs(
     return min(jobs, TERMUX_MAX_JOBS) if platform == "termux" else jobs
 
 
-def cmake_args_for(role: str, flag_args: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """All -D arguments in order: llamafleet's, the role's, then the flag table's.
+def version_cmake_args(source: str | None) -> tuple[str, ...]:
+    """What the binaries report as their build (`/props` build_info, `--version`).
+
+    llama.cpp asks git for its commit at configure time (cmake/build-info.cmake); an unpacked
+    archive has no .git and a shallow clone no count, so every binary said "b0-unknown". The
+    source identity names the tree exactly: a git commit, or the archive's sha256.
+    """
+    kind, _, value = (source or "").partition(":")
+    if kind == "git" and value:
+        return ("-DLLAMA_BUILD_COMMIT=" + value[:12],)
+    if kind == "archive" and value:
+        return ("-DLLAMA_BUILD_COMMIT=archive-" + value[:12],)
+    return ()
+
+
+def cmake_args_for(role: str, flag_args: list[str] | tuple[str, ...], source: str | None = None) -> tuple[str, ...]:
+    """All -D arguments in order: llamafleet's, the source's version, the role's, then the
+    flag table's.
 
     The flag table's arguments end with the user's `llama_cmake_args`, so those come last: in
     CMake the last definition wins.
     """
-    return tuple(COMMON_CMAKE_ARGS) + ROLE_CMAKE_ARGS[role] + tuple(flag_args)
+    return tuple(COMMON_CMAKE_ARGS) + version_cmake_args(source) + ROLE_CMAKE_ARGS[role] + tuple(flag_args)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The whole life of a cluster on the lab, as a user lives it.
 
 lab up (linux2 has a user's ACCEPT-everything rule) -> deploy -> deploy again (no changes) ->
-verify -> outsider shut out -> firewall forgotten (as at a reboot): the services restore it, a
+verify -> chat clients (openai) get clean replies -> outsider shut out -> firewall forgotten (as at a reboot): the services restore it, a
 deploy the sysctls -> kill a worker
 (back within 5 s) -> verify -> kill a tunnel (back, next completion works) -> reboot a phone (boot
 script: sshd and services new, wake lock held; doctor) -> the boot script removed: nothing comes
@@ -182,6 +182,44 @@ def test_verify_suite_passes(lab):
     if match:
         FIGURES["tokens/s"] = match.group(1)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+TEMPLATE_TOKENS = ("<|im_start|>", "<|im_end|>", "<start_of_turn>", "<end_of_turn>")
+
+
+def test_chat_clients_get_clean_replies_from_a_build_that_says_what_it_is(lab):
+    """What users point at the master: the official openai client, a chat completion and a
+    streamed one. The demo GGUF has no chat template; without llamafleet's the reply is ChatML
+    tokens. /props names the build (the archive's sha256), not "b0-unknown"."""
+    import json
+    import urllib.request
+
+    from openai import OpenAI
+
+    key = (WORKDIR / ".llamafleet/secrets/api-key").read_text().strip()
+    client = OpenAI(base_url=f"{MASTER_API}/v1", api_key=key, timeout=120)
+    question = [{"role": "user", "content": "Name one primary colour."}]
+    reply = client.chat.completions.create(model="llamafleet", messages=question, max_tokens=24, temperature=0)
+    text = reply.choices[0].message.content or ""
+    streamed = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="llamafleet", messages=question, max_tokens=24, temperature=0, stream=True
+        )
+        if chunk.choices
+    )
+    FIGURES["chat reply"] = repr(text[:60])
+    for answer in (text, streamed):
+        assert answer.strip(), "an empty chat reply"
+        assert not any(token in answer for token in TEMPLATE_TOKENS), f"template tokens in the reply: {answer!r}"
+
+    request = urllib.request.Request(f"{MASTER_API}/props", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        props = json.load(response)
+    from llamafleet.assets import LLAMA_CPP_SDIST_SHA256
+
+    assert props["build_info"].endswith("archive-" + LLAMA_CPP_SDIST_SHA256[:12]), props["build_info"]
+    assert "<start_of_turn>" in props.get("chat_template", ""), props.get("chat_template", "")[:200]
 
 
 def test_outsider_is_shut_out_and_master_is_let_in(lab):

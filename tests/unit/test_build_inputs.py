@@ -211,3 +211,15 @@ def test_up_to_date_class_does_nothing_and_unknown_key_compiles():
     plan = plan_class_builds(members)
     assert plan["a"] == Assignment("none") and plan["b"] == Assignment("none")
     assert plan["c"] == Assignment("compile")
+
+
+def test_binaries_report_the_source_they_were_built_from():
+    # llama.cpp's build info asks git; an archive has none and said "b0-unknown".
+    from llamafleet.operations.buildinputs import version_cmake_args
+
+    assert version_cmake_args("archive:832db0699007f1be95a7") == ("-DLLAMA_BUILD_COMMIT=archive-832db0699007",)
+    assert version_cmake_args("git:0123456789abcdef0123") == ("-DLLAMA_BUILD_COMMIT=0123456789ab",)
+    assert version_cmake_args(None) == () and version_cmake_args("unknown") == ()
+    args = cmake_args_for("worker", ["-DGGML_CPU_ARM_ARCH=armv8-a"], "git:0123456789abcdef")
+    assert "-DLLAMA_BUILD_COMMIT=0123456789ab" in args
+    assert args[-1] == "-DGGML_CPU_ARM_ARCH=armv8-a"  # the user's arguments stay last

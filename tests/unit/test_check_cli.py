@@ -54,6 +54,7 @@ BAD_CASES = {
     "bad_cluster_address": ("board", "cluster_address", "not an IP address or host name"),
     "bad_direct_loopback": ("board", "rpc_bind", "box cannot reach it"),
     "bad_api_sources": ("box", "api_allowed_sources", "not an address or CIDR"),
+    "bad_chat_template": ("box", "llama_chat_template", "neither a shipped template"),
 }
 
 
@@ -142,3 +143,20 @@ def test_group_data_option_selects_the_directory(tmp_path, capsys):
 def test_missing_group_data_directory(tmp_path, capsys):
     assert run_cli(["check", str(INVENTORIES / "good.py"), "--group-data", str(tmp_path / "x")]) == 2
     assert "no such group data directory" in capsys.readouterr().err
+
+
+def test_a_master_model_without_a_chat_template_is_a_warning_not_a_refusal(tmp_path, capsys):
+    from test_chat_template import model
+
+    bare = model(tmp_path, None)
+    inventory = tmp_path / "inv.py"
+    inventory.write_text(
+        "linux = [('box', {'ssh_hostname': '198.18.0.10', 'llama_role': 'master', 'llama_cpp_ref': 'b6500',"
+        f" 'model_file': {str(bare)!r}}}), ('board', {{'ssh_hostname': '198.18.0.31', 'llama_cpp_ref': 'b6500',"
+        f" 'model_file': {str(bare)!r}}})]\n"
+    )
+    assert run_cli(["check", str(inventory)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("ok: 2 hosts")
+    assert err.startswith("warning: box: llama_chat_template: model.gguf carries no chat template"), err
+    assert "board" not in err  # the master's model is the one that formats chats

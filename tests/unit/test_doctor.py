@@ -220,6 +220,26 @@ def test_an_unreachable_phone_is_one_fail_row_and_the_others_are_checked(monkeyp
     assert doctor._cmd_doctor(SimpleNamespace(inventory="inv.py")) == 0
 
 
+def test_the_masters_model_without_a_chat_template_warns(monkeypatch, capsys, tmp_path):
+    import llamafleet.inventory_data as inventory_data
+    from test_chat_template import model
+
+    bare = str(model(tmp_path, None))
+    master = {"llama_role": "master", "model_file": bare}
+    hosts = [SimpleNamespace(name="server", data=master, is_termux=False),
+             SimpleNamespace(name="phone1", data={"model_file": bare}, is_termux=True)]
+    monkeypatch.setattr(inventory_data, "load_inventory", lambda path: hosts)
+    monkeypatch.setattr(doctor, "check_phone", lambda name, data: [Row(name, "wake lock", "ok", "taken")])
+    assert doctor._cmd_doctor(SimpleNamespace(inventory="inv.py")) == 0
+    out = capsys.readouterr().out
+    assert "server  chat template" in out and "carries no chat template" in out and "gemma3" in out
+    assert "phone1  chat template" not in out
+
+    master["llama_chat_template"] = "gemma3"
+    doctor._cmd_doctor(SimpleNamespace(inventory="inv.py"))
+    assert "chat template" not in capsys.readouterr().out
+
+
 # The record as the phone writes it: rendered templates, executed with a stand-in termux-wake-lock.
 
 def fake_termux(tmp_path: Path, works: bool = True) -> dict:

@@ -1,0 +1,13 @@
+"""llama_chat_template naming neither a shipped template nor a file."""
+
+linux = [
+    ('box', {'ssh_hostname': '198.18.0.10', 'llama_role': 'master', 'llama_chat_template': 'gemma9'}),
+    ('board', {'ssh_hostname': '198.18.0.31'}),
+]
+termux = (
+    [
+        ('phone1', {'ssh_hostname': '198.18.0.21'}),
+        ('phone2', {'ssh_hostname': '198.18.0.22'}),
+    ],
+    {'ssh_port': 8022, 'ssh_user': 'u0_a201'},
+)
