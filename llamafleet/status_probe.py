@@ -149,7 +149,9 @@ def probe_command(target: Target) -> str:
     else:
         sections.append(("ss", "ss -Htln"))
     lock = q(f"{paths.run}/build.lock")
-    sections += [("build_lock", f'for f in pid worker; do p=$(cat {lock}/$f) && kill -0 "$p" && echo "$f $p"; done'),
+    # The lock directory is made when the build starts: its age is the build's elapsed time.
+    sections += [("build_lock", f'for f in pid worker; do p=$(cat {lock}/$f) && kill -0 "$p" && echo "$f $p"; done; '
+                                f'm=$(stat -c %Y {lock} 2>/dev/null) && echo "age $(( $(date +%s) - m ))"'),
                  ("build_log", f"grep -E '^\\[[0-9]+/[0-9]+\\] |^llamafleet: ' {q(paths.build_log)} | tail -n 40")]
     if target.planned.role == "master":
         address, port = target.server
@@ -260,16 +262,26 @@ def parse_server(health: str, metrics: str, slots: str) -> dict:
 
 
 def parse_build(lock: str, log: str) -> dict | None:
-    """A build script holding its lock with a live process: its phase and last ninja [N/M]."""
-    if not lock.strip():
+    """A build script holding its lock with a live process: its phase, last ninja [N/M], the
+    seconds since it started and, once a few steps are done, an estimate of the seconds left
+    (steps still to do at the pace so far: llama.cpp's steps are of similar size but for a few)."""
+    if not re.search(r"^(pid|worker) \d+", lock, re.M):
         return None
+    age = re.search(r"^age (\d+)", lock, re.M)
+    elapsed = int(age.group(1)) if age else None
     lines = log.splitlines()
     starts = [i for i, line in enumerate(lines) if re.match(r"llamafleet: (configure|compile start|install start)", line)]
     after = lines[starts[-1]:] if starts else lines
     steps = [re.match(r"\[(\d+)/(\d+)\]", line) for line in after]
     step = next((m for m in reversed(steps) if m), None)
     phase = "installing" if starts and "install start" in lines[starts[-1]] else "compiling"
-    return {"phase": phase, "step": int(step.group(1)) if step else None, "total": int(step.group(2)) if step else None}
+    done, total = (int(step.group(1)), int(step.group(2))) if step else (None, None)
+    left = round(elapsed * (total - done) / done) if elapsed is not None and done and done >= MIN_STEPS_FOR_ESTIMATE else None
+    return {"phase": phase, "step": done, "total": total, "elapsed_s": elapsed, "left_s": left}
+
+
+# Before this many steps the pace says little (configure-time steps are quick).
+MIN_STEPS_FOR_ESTIMATE = 5
 
 
 def listeners(ss_text: str) -> dict[int, list[str]]:

@@ -75,7 +75,8 @@ def cells(s: HostStatus) -> list[str]:
     build = "-"
     if s.build:
         step = f" {s.build['step']}/{s.build['total']}" if s.build["step"] is not None else ""
-        build = s.build["phase"] + step
+        left = s.build.get("left_s")
+        build = s.build["phase"] + step + (f", ~{duration(left)} left" if left is not None else "")
     return [s.host, s.role, str(s.rank), "ok", "\n".join(map(service_text, s.services)) or "-",
             s.bound, ram, temp, phone_text(s), serving_text(s), build]
 

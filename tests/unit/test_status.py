@@ -203,11 +203,16 @@ def test_build_in_progress_from_the_lock_and_ninja_steps():
     log = ("llamafleet: configure old\n[120/120] Linking CXX executable bin/llama-server\n"
            "llamafleet: compile done old in 400s\nllamafleet: configure new (/src)\n"
            "llamafleet: compile start new ggml-rpc-server\n[36/120] Building CXX object a.o\n[37/120] Building C object b.o\n")
-    assert parse_build("pid 4242\nworker 4250\n", log) == {"phase": "compiling", "step": 37, "total": 120}
-    assert parse_build("pid 4242\n", "llamafleet: configure new (/src)\n") == {"phase": "compiling", "step": None, "total": None}
+    assert parse_build("pid 4242\nworker 4250\nage 74\n", log) == {
+        "phase": "compiling", "step": 37, "total": 120, "elapsed_s": 74, "left_s": 166}  # 74 s for 37 steps: 83 more
+    assert parse_build("pid 4242\n", "llamafleet: configure new (/src)\n") == {
+        "phase": "compiling", "step": None, "total": None, "elapsed_s": None, "left_s": None}
+    early = "llamafleet: compile start new x\n[3/120] Building C object a.o\n"
+    assert parse_build("pid 1\nage 30\n", early)["left_s"] is None  # 3 steps say nothing of the pace yet
     assert parse_build("", log) is None  # no live build process: an old log is history
+    assert parse_build("age 500\n", log) is None  # a lock left by a dead build
     copy = log + "llamafleet: install start new from phone2\n"
-    assert parse_build("pid 4300\n", copy) == {"phase": "installing", "step": None, "total": None}
+    assert parse_build("pid 4300\nage 2\n", copy)["phase"] == "installing"
 
 
 def test_listening_sockets_from_ss():
@@ -322,7 +327,7 @@ def test_a_worker_bound_everywhere_or_elsewhere_is_a_problem():
 def test_a_stopped_service_during_a_compile_says_wait():
     found = judged("linux2", LINUX2_OK, **{"svc llama-rpc": "LoadState=loaded\nActiveState=inactive\nSubState=dead"},
                    build_lock="pid 4242", build_log="llamafleet: compile start k ggml-rpc-server\n[12/80] Building x")
-    assert found.build == {"phase": "compiling", "step": 12, "total": 80}
+    assert found.build == {"phase": "compiling", "step": 12, "total": 80, "elapsed_s": None, "left_s": None}
     assert "wait for the deploy" in found.problems[0].fix and "/opt/llamafleet/logs/build.log" in found.problems[0].fix
 
 
@@ -397,7 +402,10 @@ def test_the_phone_probe_runs_in_a_shell_and_reads_a_worker(tmp_path):
     assert found.reachable and found.services[0].state == "running" and found.services[0].uptime_s == 1800
     assert found.services[0].restarts == 2  # 3 starts after the run script was written, one was the deploy's
     assert found.phone["wake_lock"] == "taken" and found.phone["battery"]["status"] == "CHARGING"
-    assert found.build == {"phase": "compiling", "step": 7, "total": 93}
+    build = dict(found.build)
+    elapsed = build.pop("elapsed_s")
+    assert 0 <= elapsed < 60  # the lock directory's age, read on the device
+    assert build == {"phase": "compiling", "step": 7, "total": 93, "left_s": round(elapsed * 86 / 7)}
     assert found.memory["total_mb"] > 0 and found.phone["cpus"]
     assert found.bound == f"127.0.0.1:{port} accepted"
     assert not [p for p in found.problems if p.check in ("bound", "llama-rpc", "wake lock", "battery")]
