@@ -228,3 +228,9 @@ def test_problem_text_is_escaped_not_markup():
     lines = texts(ET.fromstring(svg))
     assert lines[0] == "a <title> & more" and 'FAIL box bound: "<[::]:50052>" & more' in lines
 
+
+def test_the_readme_picture_is_what_the_lab_plan_draws_now():
+    # README shows docs/cluster.png, rendered from docs/cluster.svg: regenerate both (README says
+    # how) when the drawing or the lab-like plan changes.
+    docs = Path(__file__).resolve().parents[2] / "docs" / "cluster.svg"
+    assert docs.read_text() == picture.from_plan(planned("lab_like"))
