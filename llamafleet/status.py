@@ -285,7 +285,10 @@ def run_status(args: argparse.Namespace, runner: Runner = ssh_runner, gather=Non
         print(error, file=sys.stderr)
         return 2
     notes = [f"{host}: {error} (so the workers' shares are unknown)" for host, error in gathered.errors.items()]
-    return show(lambda: collect(targets, runner), args, out or sys.stdout, notes)
+    from llamafleet.picture import drawing_status  # --svg FILE: redrawn from every snapshot
+
+    fetch = drawing_status(lambda: collect(targets, runner), targets, getattr(args, "svg", None), notes)
+    return show(fetch, args, out or sys.stdout, notes)
 
 
 def register(subparsers) -> None:
@@ -294,4 +297,5 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the same data as JSON (one document per refresh)")
     parser.add_argument("--watch", nargs="?", type=float, const=5.0, default=None, metavar="SECONDS",
                         help="refresh in place every SECONDS (default 5) until interrupted")
+    parser.add_argument("--svg", metavar="FILE", help="also draw the cluster and its problems as an SVG picture in FILE")
     parser.set_defaults(func=run_status)

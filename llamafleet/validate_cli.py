@@ -48,6 +48,7 @@ def register(subparsers: Any) -> None:
         help='plan from facts recorded in a JSON file ({"host": {"CpuProfile": {...}, '
         '"MemInfo": {...}, "DevicePlatform": {...}}}) instead of connecting',
     )
+    plan.add_argument("--svg", metavar="FILE", help="also draw the plan as an SVG picture in FILE")
     plan.set_defaults(func=run_plan)
 
 
@@ -115,4 +116,12 @@ def run_plan(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return EXIT_PROBLEM
     print(json.dumps(plan.to_dict(), indent=2) if args.json else render_table(plan))
+    if getattr(args, "svg", None):
+        from llamafleet.picture import from_plan
+
+        try:
+            with open(args.svg, "w", encoding="utf-8") as handle:
+                handle.write(from_plan(plan))
+        except OSError as error:
+            return _print_problems([Problem(CLUSTER, "svg", str(error))])
     return EXIT_OK
