@@ -124,7 +124,14 @@ def _answer(run: Run, command: str) -> str:
     return (out.strip().splitlines() or ["no answer"])[-1]
 
 
-def check_listening(run: Run, planned: PlannedHost, binary: str = RPC_BINARY, seconds: int = 3) -> Listening:
+# The probes connect to the worker's own addresses: a closed port is refused and an open one
+# accepts within microseconds; only a full backlog (an rpc-server busy with the master) leaves
+# the SYN unanswered. One second tells all three apart, and a healthy busy worker costs
+# `status` and `verify` one second instead of three.
+LOCAL_PROBE_SECONDS = 1
+
+
+def check_listening(run: Run, planned: PlannedHost, binary: str = RPC_BINARY, seconds: int = LOCAL_PROBE_SECONDS) -> Listening:
     """Probe, on the worker itself, where its rpc-server listens (see the module's text)."""
     port = int(planned.rpc_port)
     probed = "127.0.0.1" if is_wildcard(planned.address) else planned.address
