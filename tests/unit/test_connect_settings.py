@@ -57,11 +57,8 @@ def test_paramiko_connect_kwargs_win_over_every_other_key(server):
     assert server.log == [f"key {USER} {server.client_key.get_fingerprint().hex()}"]
 
 
-def test_the_connect_timeout_is_pyinfras_and_the_connect_kwargs_override_it():
+def test_the_timeout_is_pyinfras_connect_timeout():
     assert pyinfra_ssh_host("board", {}, timeout=7).connector.make_paramiko_kwargs()["timeout"] == 7
-    # pyinfra applies ssh_paramiko_connect_kwargs last, inside its SSHClient.connect.
-    overriding = pyinfra_ssh_host("board", {"ssh_paramiko_connect_kwargs": {"timeout": 3}})
-    assert overriding.connector.make_paramiko_kwargs()["_pyinfra_ssh_paramiko_connect_kwargs"] == {"timeout": 3}
 
 
 @pytest.mark.parametrize("forward", [True, False])
