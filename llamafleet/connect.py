@@ -1,36 +1,55 @@
-"""SSH connections to inventory hosts from the controller, the way pyinfra makes them.
+"""SSH connections to inventory hosts from the controller, made by pyinfra's own SSH connector.
 
-Used by `llamafleet diagnose` and the testinfra suite: the host's `ssh_*` data decides address,
-port, user and key; the host key is checked against `ssh_known_hosts_file` when the data names
-one (the lab does), else against the user's known hosts with a warning for unknown ones.
+Used by `llamafleet diagnose`, `doctor`, `status` and the testinfra suite. Every `ssh_*` data key
+means here what it means to `pyinfra INVENTORY deploy.py` because pyinfra does the connecting:
+the host's data goes into a one-host pyinfra `Inventory`, and `SSHConnector.connect()` (retries,
+key loading with `ssh_key_password`, `ssh_password`, agent and key search, `ssh_config_file`
+with its Host aliases and ProxyJump, `ssh_known_hosts_file`, `ssh_strict_host_key_checking`
+(pyinfra's default: accept-new), `ssh_forward_agent`, `ssh_paramiko_connect_kwargs`) opens the
+paramiko client this module hands back. No settings are mapped by hand, so none can drift.
+`ssh_file_transfer_protocol` has nothing to act on: these connections transfer no files.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 import paramiko
 
 
-def ssh_target(name: str, data: Mapping[str, Any]) -> tuple[str, int, str]:
-    return data.get("ssh_hostname") or name, int(data.get("ssh_port") or 22), data.get("ssh_user") or "root"
+class NotAnSshHost(ValueError):
+    """The inventory name picks a pyinfra connector other than SSH (`@local`, `@docker/...`)."""
+
+
+def pyinfra_ssh_host(name: str, data: Mapping[str, Any], timeout: float = 15):
+    """The pyinfra `Host` that `pyinfra` would make for inventory host `name` with this (merged)
+    data, in a state of its own, not yet connected. `timeout` is pyinfra's CONNECT_TIMEOUT
+    (`ssh_paramiko_connect_kwargs` may still override it, as in pyinfra)."""
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.exceptions import ConnectorDataTypeError
+    from pyinfra.connectors.ssh import SSHConnector
+
+    inventory = Inventory(([(name, dict(data))], {}))
+    try:
+        State(inventory, Config(CONNECT_TIMEOUT=timeout))
+    except ConnectorDataTypeError as error:  # a mistyped ssh_* value: say which host has it
+        raise ConnectorDataTypeError(f"{name}: {error}") from None
+    host = inventory.get_host(name)
+    if not isinstance(host.connector, SSHConnector):
+        raise NotAnSshHost(f"{name}: llamafleet reaches hosts over SSH, and this inventory name selects "
+                           f"pyinfra's {type(host.connector).__name__}")
+    return host
 
 
 def ssh_client(name: str, data: Mapping[str, Any], timeout: float = 15) -> paramiko.SSHClient:
-    address, port, user = ssh_target(name, data)
-    client = paramiko.SSHClient()
-    known_hosts = data.get("ssh_known_hosts_file")
-    if known_hosts:
-        client.load_host_keys(os.path.expanduser(known_hosts))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    else:
-        client.load_system_host_keys()
-        client.set_missing_host_key_policy(paramiko.WarningPolicy())
-    key = data.get("ssh_key")
-    client.connect(address, port=port, username=user, key_filename=os.path.expanduser(key) if key else None,
-                   timeout=timeout, allow_agent=not key, look_for_keys=not key)
-    return client
+    """A connected paramiko client to inventory host `name`, connected exactly as pyinfra connects.
+
+    Raises pyinfra's ConnectError (unreachable, authentication, host key refused) or PyinfraError
+    (an ssh_key that cannot be read or needs ssh_key_password); the caller closes the client.
+    """
+    host = pyinfra_ssh_host(name, data, timeout)
+    host.connect(show_errors=False, raise_exceptions=True)
+    return host.connector.client
 
 
 def run(client: paramiko.SSHClient, command: str, timeout: float = 60) -> tuple[int, str, str]:

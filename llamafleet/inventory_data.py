@@ -1,9 +1,9 @@
 """Load a pyinfra inventory and its group data offline, the way `pyinfra INVENTORY deploy.py` would.
 
-Nothing here connects to a host: pyinfra's own inventory loader (`make_inventory`) runs inside a
-fresh `State()` context, so the data each host sees (host data > later group > earlier group >
-`all`) is exactly pyinfra's, including its surprises (dicts replaced, not merged).
-`pyinfra_cli.inventory.make_inventory` is internal API; this is why pyinfra is pinned to 3.10.
+Nothing here connects to a host: pyinfra's own inventory loader runs inside a fresh `State()`
+context, so the data each host sees (host data > later group > earlier group > `all`) is exactly
+pyinfra's, including its surprises (dicts replaced, not merged). That loader is the one use of
+pyinfra CLI internals (see make_pyinfra_inventory); it is why pyinfra is pinned to 3.10.
 """
 
 from __future__ import annotations
@@ -128,6 +128,9 @@ def make_pyinfra_inventory(path: str | os.PathLike, group_data_dir: str | os.Pat
     from `group_data_dir` (default: the deploy's group_data/, as if pyinfra ran from the source
     tree). Must be called inside a State context (see `load_inventory`).
     """
+    # pyinfra's public API (pyinfra.api.Inventory) takes hosts and data already in Python; only
+    # its CLI reads an inventory file and the group_data folders, merged the way a deploy sees
+    # them. No public function does that, so this is llamafleet's one import of pyinfra_cli.
     from pyinfra_cli.inventory import make_inventory_from_files
 
     inventory_path = Path(path)
@@ -180,15 +183,25 @@ class LoadedInventory:
     shadowed: list[ShadowedKey]
 
 
-def _shadowed_keys(path: Path, inventory: Any) -> list[ShadowedKey]:
-    from pyinfra_cli.inventory import _get_groups_from_filename
+def inventory_file_groups(path: Path) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The `(hosts, data)` groups an inventory file defines, their data as written.
 
+    The file is executed again, as pyinfra executes it (a fresh namespace with `__file__`):
+    pyinfra's loader merges group data files into these very dicts, and keeps no copy.
+    Names starting with `_` are not groups, for pyinfra either.
+    """
+    namespace: dict[str, Any] = {"__file__": str(path)}
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
+    return {
+        name: value for name, value in namespace.items()
+        if not name.startswith("_") and isinstance(value, tuple) and len(value) == 2
+        and isinstance(value[0], (list, tuple)) and isinstance(value[1], dict)
+    }
+
+
+def _shadowed_keys(path: Path, inventory: Any) -> list[ShadowedKey]:
     shadowed = []
-    # Executed again to see the groups' data as written, before group data files were merged.
-    for group, hosts_and_data in _get_groups_from_filename(str(path)).items():
-        if not isinstance(hosts_and_data, tuple) or len(hosts_and_data) != 2:
-            continue
-        written = hosts_and_data[1] if isinstance(hosts_and_data[1], dict) else {}
+    for group, (_, written) in inventory_file_groups(path).items():
         effective = inventory.get_data() if group == "all" else inventory.get_group_data(group)
         for key, value in written.items():
             if key in effective and effective[key] != value:

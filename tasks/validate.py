@@ -6,6 +6,7 @@ here, in the preparation phase: pyinfra executes no operation on any host.
 """
 
 from pyinfra import host, inventory
+from pyinfra.context import ctx_inventory
 from pyinfra.api.exceptions import PyinfraError
 
 from llamafleet.plan import PlanError
@@ -14,7 +15,7 @@ from llamafleet.serving.model import local_sha256
 from llamafleet.validate import validate_pyinfra_inventory
 
 if host.name == next(iter(inventory)).name:  # once per deploy, not once per host
-    problems = validate_pyinfra_inventory(inventory._get_module())
+    problems = validate_pyinfra_inventory(ctx_inventory.get())
     if problems:
         raise PyinfraError("llamafleet check failed, nothing was changed:\n" + "\n".join(map(str, problems)))
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from gevent.lock import BoundedSemaphore
 from pyinfra import host, inventory
+from pyinfra.context import ctx_inventory
 
 from llamafleet.gather import plan_fact_classes
 from llamafleet.inventory_data import hosts_from_inventory
@@ -35,7 +36,7 @@ def current_plan() -> Plan:
     MaxSessions (10) on an 8-host cluster. So one greenlet reads, the others wait for its plan
     (or its error).
     """
-    loaded = inventory._get_module()  # one inventory object per deploy run
+    loaded = ctx_inventory.get()  # the Inventory itself, not its proxy: one object per deploy run
     key = id(loaded)
     if key not in _PLAN_CACHE:
         with _PLAN_LOCK:

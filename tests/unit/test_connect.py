@@ -1,169 +1,135 @@
-"""llamafleet.connect against a real SSH server (paramiko's, in a thread on 127.0.0.1): with
-`ssh_known_hosts_file` an unknown or changed host key is refused before any credential is sent,
-a known one is accepted; the inventory's key is the one offered; commands return their status
-and both streams."""
+"""llamafleet.connect against a real SSH server (ssh_fakes, in a thread on 127.0.0.1): host keys
+and credentials, one test per `ssh_*` key, each meaning what it means to pyinfra.
+
+Host keys: `ssh_strict_host_key_checking` yes refuses an unknown host before any credential is
+sent, accept-new (pyinfra's default) records it in `ssh_known_hosts_file`, no accepts it without
+recording; a changed key is always refused. Credentials: `ssh_password`, `ssh_key` with
+`ssh_key_password`, only the inventory's key when one is set, `ssh_look_for_keys`.
+"""
 
 from __future__ import annotations
 
-import socket
-import threading
-import warnings
-from pathlib import Path
-
 import paramiko
 import pytest
+from pyinfra.api.exceptions import ConnectError, PyinfraError
 
-from llamafleet.connect import run, ssh_client, ssh_target
-
-USER = "tester"
-
-
-class _Server(paramiko.ServerInterface):
-    """Accepts one public key for USER, opens sessions, and answers `exec` with what it ran."""
-
-    def __init__(self, allowed: paramiko.PKey, log: list[str]):
-        self.allowed, self.log = allowed, log
-
-    def get_allowed_auths(self, username):
-        return "publickey"
-
-    def check_auth_publickey(self, username, key):
-        self.log.append(f"auth {username} {key.get_fingerprint().hex()}")
-        if username == USER and key.get_fingerprint() == self.allowed.get_fingerprint():
-            return paramiko.AUTH_SUCCESSFUL
-        return paramiko.AUTH_FAILED
-
-    def check_channel_request(self, kind, chanid):
-        return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
-
-    def check_channel_exec_request(self, channel, command):
-        # All sent from the transport's thread, ahead of the request's reply: a close from
-        # another thread could overtake the reply and the client would see "Channel closed".
-        channel.sendall(b"ran:" + command)
-        channel.sendall_stderr(b"to stderr")
-        channel.send_exit_status(3)
-        channel.shutdown_write()
-        return True
+from llamafleet.connect import pyinfra_ssh_host, run, ssh_client
+from ssh_fakes import PASSWORD, USER, server  # noqa: F401  (server: the fixture)
 
 
-class SshServer:
-    def __init__(self, tmp: Path):
-        self.host_key = paramiko.RSAKey.generate(2048)
-        self.client_key = paramiko.RSAKey.generate(2048)
-        self.key_file = tmp / "id_rsa"
-        self.client_key.write_private_key_file(str(self.key_file))
-        self.log: list[str] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.transports: list[paramiko.Transport] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            transport = paramiko.Transport(connection)
-            transport.add_server_key(self.host_key)
-            self.transports.append(transport)
-            try:
-                transport.start_server(server=_Server(self.client_key, self.log))
-            except (paramiko.SSHException, EOFError, OSError):
-                continue
-
-    def known_hosts_line(self, key: paramiko.PKey | None = None) -> str:
-        key = key or self.host_key
-        return f"[127.0.0.1]:{self.port} {key.get_name()} {key.get_base64()}\n"
-
-    def data(self, known_hosts: Path | None = None, key_file: Path | None = None) -> dict:
-        data = {"ssh_hostname": "127.0.0.1", "ssh_port": self.port, "ssh_user": USER, "ssh_key": str(key_file or self.key_file)}
-        if known_hosts:
-            data["ssh_known_hosts_file"] = str(known_hosts)
-        return data
-
-    def close(self):
-        self.listener.close()
-        for transport in self.transports:
-            transport.close()
+def connects(name: str, data: dict) -> bool:
+    ssh_client(name, data).close()
+    return True
 
 
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no user known_hosts or keys leak in
-    (tmp_path / "home").mkdir()
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    ssh_server = SshServer(tmp_path)
-    yield ssh_server
-    ssh_server.close()
-
-
-def test_a_known_host_key_is_accepted_and_commands_run(server, tmp_path):
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(server.known_hosts_line())
-    client = ssh_client("board", server.data(known_hosts))
+def test_a_known_host_key_is_accepted_and_commands_run(server):
+    client = ssh_client("board", server.data())
     try:
         assert run(client, "uname -a") == (3, "ran:uname -a", "to stderr")
     finally:
         client.close()
-    assert len(server.log) == 1 and server.log[0].startswith(f"auth {USER} ")
+    assert server.log == [f"key {USER} {server.client_key.get_fingerprint().hex()}"]
 
 
-def test_an_unknown_host_is_refused_before_any_credential(server, tmp_path):
-    known_hosts = tmp_path / "known_hosts"
+# --- host keys ---------------------------------------------------------------------------------
+
+
+def test_strict_checking_refuses_an_unknown_host_before_any_credential(server, tmp_path):
     other = paramiko.RSAKey.generate(2048)
-    known_hosts.write_text(f"198.18.0.99 {other.get_name()} {other.get_base64()}\n")  # another host only
-    with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
-        ssh_client("board", server.data(known_hosts))
+    strangers = tmp_path / "strangers"
+    strangers.write_text(f"198.18.0.99 {other.get_name()} {other.get_base64()}\n")  # another host only
+    with pytest.raises(ConnectError, match="No host key for \\[127.0.0.1\\]"):
+        ssh_client("board", server.data(ssh_known_hosts_file=str(strangers)))
     assert server.log == [], "the client offered its key to a host it does not know"
-    # Positive control: the same server, once known, is reached and authenticates.
-    known_hosts.write_text(server.known_hosts_line())
-    ssh_client("board", server.data(known_hosts)).close()
+    # Positive control: the same server, known, is reached and authenticates.
+    assert connects("board", server.data())
     assert len(server.log) == 1
 
 
-def test_a_changed_host_key_is_refused(server, tmp_path):
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(server.known_hosts_line(paramiko.RSAKey.generate(2048)))
-    with pytest.raises(paramiko.BadHostKeyException):
-        ssh_client("board", server.data(known_hosts))
+def test_accept_new_is_the_default_and_records_the_new_host(server, tmp_path):
+    fresh = tmp_path / "fresh_known_hosts"
+    fresh.write_text("")
+    assert connects("board", server.data(ssh_known_hosts_file=str(fresh), ssh_strict_host_key_checking=None))
+    assert fresh.read_text().split() == server.known_hosts_line().split()
+
+
+def test_strict_checking_no_accepts_an_unknown_host_without_recording_it(server, tmp_path):
+    fresh = tmp_path / "fresh_known_hosts"
+    fresh.write_text("")
+    assert connects("board", server.data(ssh_known_hosts_file=str(fresh), ssh_strict_host_key_checking="no"))
+    assert fresh.read_text() == ""
+
+
+@pytest.mark.parametrize("policy", ["yes", "accept-new", "no"])
+def test_a_changed_host_key_is_refused_whatever_the_policy(server, tmp_path, policy):
+    changed = tmp_path / f"changed_{policy}"
+    changed.write_text(server.known_hosts_line(paramiko.RSAKey.generate(2048)))
+    with pytest.raises(ConnectError, match="SSH host key error"):
+        ssh_client("board", server.data(ssh_known_hosts_file=str(changed), ssh_strict_host_key_checking=policy))
     assert server.log == []
 
 
 def test_known_hosts_path_may_start_with_a_tilde(server, tmp_path):
     (tmp_path / "home/.config").mkdir(parents=True)
     (tmp_path / "home/.config/known_hosts").write_text(server.known_hosts_line())
-    data = {**server.data(), "ssh_known_hosts_file": "~/.config/known_hosts"}
-    ssh_client("board", data).close()
+    assert connects("board", server.data(ssh_known_hosts_file="~/.config/known_hosts"))
 
 
-def test_without_known_hosts_file_an_unknown_host_is_accepted_with_a_warning(server):
-    with pytest.warns(UserWarning, match="Unknown ssh-rsa host key"):
-        client = ssh_client("board", server.data())
-    client.close()
+def test_an_unknown_strict_checking_value_is_refused(server):
+    with pytest.raises(ConnectError, match="StrictHostKeyChecking=sometimes"):
+        ssh_client("board", server.data(ssh_strict_host_key_checking="sometimes"))
+    assert server.log == []
+
+
+# --- credentials -------------------------------------------------------------------------------
+
+
+def test_password_authentication(server):
+    assert connects("board", server.data(ssh_key=None, ssh_password=PASSWORD, ssh_look_for_keys=False))
+    assert server.log[-1] == f"password {USER}"
+
+
+def test_a_wrong_password_is_an_authentication_error(server):
+    with pytest.raises(ConnectError, match="Authentication error"):
+        ssh_client("board", server.data(ssh_key=None, ssh_password="wrong", ssh_look_for_keys=False))
+    assert f"password {USER}" in server.log
+
+
+def test_a_key_with_a_passphrase(server, tmp_path):
+    locked = tmp_path / "locked_key"
+    server.client_key.write_private_key_file(str(locked), password="open sesame")
+    assert connects("board", server.data(ssh_key=str(locked), ssh_key_password="open sesame"))
+    # Without the passphrase pyinfra refuses the key by name, before connecting.
+    with pytest.raises(PyinfraError, match="locked_key.*ssh_key_password"):
+        ssh_client("board", server.data(ssh_key=str(locked)))
+    assert len(server.log) == 1
 
 
 def test_only_the_inventorys_key_is_offered(server, tmp_path):
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(server.known_hosts_line())
+    (tmp_path / "home/.ssh").mkdir(parents=True)
+    server.client_key.write_private_key_file(str(tmp_path / "home/.ssh/id_rsa"))  # would be accepted
     stranger = tmp_path / "stranger"
     paramiko.RSAKey.generate(2048).write_private_key_file(str(stranger))
-    # paramiko re-raises its last failure (trying the file as other key types), an SSHException.
-    with pytest.raises(paramiko.SSHException):
-        ssh_client("board", server.data(known_hosts, key_file=stranger))
+    with pytest.raises(ConnectError, match="Authentication error"):
+        ssh_client("board", server.data(ssh_key=str(stranger)))
     assert len(server.log) == 1, f"more than the inventory's key was offered: {server.log}"
 
 
-def test_ssh_target_defaults():
-    assert ssh_target("board", {}) == ("board", 22, "root")
-    assert ssh_target("board", {"ssh_hostname": "10.0.0.2", "ssh_port": "8022", "ssh_user": "u0_a201"}) == (
-        "10.0.0.2", 8022, "u0_a201",
-    )
+def test_without_ssh_key_the_users_keys_are_tried_unless_look_for_keys_is_off(server, tmp_path):
+    (tmp_path / "home/.ssh").mkdir(parents=True)
+    server.client_key.write_private_key_file(str(tmp_path / "home/.ssh/id_rsa"))
+    assert connects("board", server.data(ssh_key=None))
+    with pytest.raises(ConnectError, match="No authentication methods available"):
+        ssh_client("board", server.data(ssh_key=None, ssh_look_for_keys=False))
+    assert len(server.log) == 1, "a key was offered with ssh_look_for_keys off"
 
 
-def test_no_warning_for_a_known_host(server, tmp_path):
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(server.known_hosts_line())
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        ssh_client("board", server.data(known_hosts)).close()
+@pytest.mark.parametrize("setting, expected", [(None, True), (True, True), (False, False)])
+def test_ssh_allow_agent_decides_whether_the_agent_is_asked(setting, expected, tmp_path):
+    # No agent to run here: pyinfra's own connector shows what it passes on to paramiko.
+    data = {"ssh_hostname": "127.0.0.1"} if setting is None else {"ssh_hostname": "127.0.0.1", "ssh_allow_agent": setting}
+    assert pyinfra_ssh_host("board", data).connector.make_paramiko_kwargs()["allow_agent"] is expected
+    # With an inventory key nothing else is offered, agent included (as `ssh -i` with IdentitiesOnly).
+    key = tmp_path / "key"
+    paramiko.RSAKey.generate(1024).write_private_key_file(str(key))
+    assert pyinfra_ssh_host("board", {**data, "ssh_key": str(key)}).connector.make_paramiko_kwargs()["allow_agent"] is False

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testinfra
 
-from llamafleet.connect import ssh_client, ssh_target
 from llamafleet.gather import gather_facts
 from llamafleet.inventory_data import load_inventory
 from llamafleet.layout import paths_for, resolve_base
 from llamafleet.plan import Plan, PlannedHost, make_plan, model_size_from_data
+from llamafleet.testinfra_ssh import verify_host
 from oracles import worker_transport
 
 
@@ -86,13 +85,10 @@ _CONNECTIONS: dict[str, Any] = {}
 
 
 def testinfra_host(cluster: Cluster, name: str):
-    """A testinfra host over paramiko, connected the way pyinfra connects (host keys checked)."""
+    """A testinfra host connected by pyinfra's SSH connector from the host's data (every ssh_*
+    key as the deploy uses it); one per host for the session."""
     if name not in _CONNECTIONS:
-        data = cluster.data[name]
-        address, port, user = ssh_target(name, data)
-        target = testinfra.get_host(f"paramiko://{user}@{address}:{port}", ssh_identity_file=data.get("ssh_key"))
-        target.backend.__dict__["client"] = ssh_client(name, data)  # testinfra caches its client here
-        _CONNECTIONS[name] = target
+        _CONNECTIONS[name] = verify_host(name, cluster.data[name])
     return _CONNECTIONS[name]
 
 
