@@ -9,17 +9,9 @@ from pyinfra import host, logger
 from pyinfra.operations import files, server
 
 from llamafleet.serving.cluster import master_host, this_host
-from llamafleet.plan import is_loopback
-from llamafleet.serving.firewall import (
-    FirewallBackend,
-    FirewallPolicy,
-    PortRule,
-    effective_backend,
-    iptables_chain,
-    nftables_table,
-)
+from llamafleet.serving.firewall import FirewallBackend, effective_backend, iptables_chain, nftables_table, policy_for
 from llamafleet.serving.netsettings import NET_SETTINGS, SYSCTL_DROPIN, SettableSysctls
-from llamafleet.serving.services import TEMPLATES
+from llamafleet.templates import template_path
 
 me = this_host()
 
@@ -29,7 +21,7 @@ else:
     if host.data.get("sysctl_enabled"):
         files.template(
             name="sysctl drop-in",
-            src=str(TEMPLATES / "etc/sysctl.d/90-llamafleet.conf.j2"),
+            src=template_path("etc/sysctl.d/90-llamafleet.conf.j2"),
             dest=SYSCTL_DROPIN,
             settings=NET_SETTINGS,
         )
@@ -43,17 +35,10 @@ else:
                 logger.info(f"{host.name}: sysctl {setting.key} is not settable here (kept in the drop-in for boot)")
 
     if host.data.get("firewall_enabled"):
-        master = master_host()
-        rules = []
-        # Any worker reachable beyond loopback is protected, whatever its transport.
-        if me.role == "worker" and not is_loopback(me.address):
-            rules.append(PortRule(me.rpc_port, (master.cluster_address,), "RPC from the master"))
-        if me.role == "master":
-            port = int(host.data.get("llama_server_port"))
-            sources = [me.cluster_address, *host.data.get("api_allowed_sources", [])]
-            rules.append(PortRule(port, tuple(dict.fromkeys(sources)), "llama-server API"))
+        policy = policy_for(
+            me, master_host(), int(host.data.get("llama_server_port")), host.data.get("api_allowed_sources", [])
+        )
         backend = effective_backend(host.data.get("firewall_backend") or host.get_fact(FirewallBackend))
-        policy = FirewallPolicy(rules)
         if backend == "iptables":
             iptables_chain(name="Firewall (iptables chain LLAMAFLEET)", policy=policy)
         elif backend == "nftables":

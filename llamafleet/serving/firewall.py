@@ -5,16 +5,24 @@ worker's port. Everything else on the host (SSH above all) is left as it was: ll
 chain (iptables) or one table (nftables) and only touches traffic to its own ports.
 
 Each backend has a fact that reads the live rules in a normalised form and an operation that
-compares them with the wanted ones and yields commands only for a difference.
+compares them with the wanted ones and yields commands only for a difference. The rules files
+and the lines the services run to restore them are rendered from templates/ (etc/iptables,
+etc/nftables.d, firewall/, prestart/); the wanted rules are read back from the rendered file, so
+the template decides them, an edited one included.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, operation
+
+from llamafleet.plan import PlannedHost, is_loopback
+from llamafleet.templates import render, render_lines
 
 CHAIN = "LLAMAFLEET"
 NFT_TABLE = "llamafleet"
@@ -36,28 +44,32 @@ class FirewallPolicy:
     rules: list[PortRule] = field(default_factory=list)
 
 
+def policy_for(me: PlannedHost, master: PlannedHost, api_port: int, api_allowed_sources: Iterable[str]) -> FirewallPolicy:
+    """One host's policy: a worker's RPC port, when it is reachable beyond loopback (whatever its
+    transport), admits the master only; the master's API port admits itself and
+    `api_allowed_sources`. A tunnelled worker listens on loopback and needs no rule."""
+    rules = []
+    if me.role == "worker" and not is_loopback(me.address):
+        rules.append(PortRule(me.rpc_port, (master.cluster_address,), "RPC from the master"))
+    if me.role == "master":
+        sources = [me.cluster_address, *api_allowed_sources]
+        rules.append(PortRule(api_port, tuple(dict.fromkeys(sources)), "llama-server API"))
+    return FirewallPolicy(rules)
+
+
 def _cidr(source: str) -> str:
     return source if "/" in source else f"{source}/32"
 
 
-def iptables_rules(policy: FirewallPolicy) -> list[str]:
-    """The chain's rules exactly as `iptables -S LLAMAFLEET` prints them, in order."""
-    lines = []
-    for rule in policy.rules:
-        lines.append(f"-A {CHAIN} -i lo -p tcp -m tcp --dport {rule.port} -j ACCEPT")
-        for source in rule.sources:
-            lines.append(f"-A {CHAIN} -s {_cidr(source)} -p tcp -m tcp --dport {rule.port} -j ACCEPT")
-        lines.append(f"-A {CHAIN} -p tcp -m tcp --dport {rule.port} -j DROP")
-    return lines
-
-
 def iptables_restore_file(policy: FirewallPolicy) -> str:
     """An iptables-restore file that replaces the chain atomically (declaring it flushes it)."""
-    body = "\n".join(iptables_rules(policy))
-    return (
-        "# Managed by llamafleet: apply with `iptables-restore --noflush` (only this chain changes).\n"
-        f"*filter\n:{CHAIN} - [0:0]\n{body}\nCOMMIT\n"
-    )
+    return render("etc/iptables/llamafleet.rules.j2", chain=CHAIN, rules=policy.rules, cidr=_cidr)
+
+
+def iptables_rules(policy: FirewallPolicy) -> list[str]:
+    """The chain's rules exactly as `iptables -S LLAMAFLEET` prints them, in order: the -A lines
+    of the rules file."""
+    return [line for line in iptables_restore_file(policy).splitlines() if line.startswith("-A ")]
 
 
 class IptablesChain(FactBase):
@@ -75,7 +87,7 @@ class IptablesChain(FactBase):
             "command -v iptables >/dev/null 2>&1 || { echo NO-IPTABLES; exit 0; }; "
             f"iptables -w -S {chain} 2>/dev/null || echo NO-CHAIN; "
             f"iptables -w -C INPUT -j {chain} 2>/dev/null && echo JUMP; "
-            f"{_jump_is_first(chain)} && echo FIRST || true"
+            f"{jump_is_first(chain)} && echo FIRST || true"
         )
 
     def process(self, output):
@@ -90,18 +102,15 @@ class IptablesChain(FactBase):
         }
 
 
-def _jump_is_first(chain: str) -> str:
+def jump_is_first(chain: str) -> str:
     """A shell test: INPUT's first rule is the jump to `chain` (a broad ACCEPT before it would
     open the protected ports to everyone)."""
     return f"iptables -w -S INPUT | grep -m1 '^-A ' | grep -qx -- '-A INPUT -j {chain}'"
 
 
-def _jump_first_commands(chain: str) -> list[str]:
-    """Shell lines that make the jump INPUT's first rule, moving it when it stands elsewhere."""
-    return [
-        f"{_jump_is_first(chain)} || {{ while iptables -w -D INPUT -j {chain} 2>/dev/null; do :; done; "
-        f"iptables -w -I INPUT 1 -j {chain}; }}"
-    ]
+def jump_first_command(chain: str = CHAIN) -> str:
+    """One shell line that makes the jump INPUT's first rule, moving it when it stands elsewhere."""
+    return render("firewall/iptables-jump-first.sh.j2", chain=chain, jump_is_first=jump_is_first(chain)).strip()
 
 
 @operation()
@@ -134,35 +143,34 @@ def iptables_chain(policy: FirewallPolicy, rules_file: str = IPTABLES_RULES_FILE
         # First position: a broad ACCEPT earlier in INPUT would otherwise open the ports anyway;
         # a jump that something pushed down is moved back to the top.
         if live["jump"]:
-            yield StringCommand("sh", "-c", QuoteString(_jump_first_commands(CHAIN)[0]))
+            yield StringCommand("sh", "-c", QuoteString(jump_first_command(CHAIN)))
         else:
             yield StringCommand("iptables", "-w", "-I", "INPUT", "1", "-j", CHAIN)
 
 
 def nft_rules_file(policy: FirewallPolicy) -> str:
     """An nft script that (re)creates llamafleet's table atomically."""
-    lines = [
-        "# Managed by llamafleet: apply with `nft -f` (only this table changes).",
-        f"table inet {NFT_TABLE}",
-        f"delete table inet {NFT_TABLE}",
-        f"table inet {NFT_TABLE} {{",
-        "  chain input {",
-        # Before the usual filter chains, so their accepts cannot reopen these ports.
-        "    type filter hook input priority filter - 10; policy accept;",
-    ]
-    for rule in policy.rules:
-        lines.append(f'    iif "lo" tcp dport {rule.port} accept')
-        if rule.sources:
-            sources = ", ".join(rule.sources)
-            lines.append(f"    ip saddr {{ {sources} }} tcp dport {rule.port} accept")
-        lines.append(f"    tcp dport {rule.port} drop")
-    lines += ["  }", "}", ""]
-    return "\n".join(lines)
+    return render("etc/nftables.d/llamafleet.nft.j2", table=NFT_TABLE, rules=policy.rules)
+
+
+_NFT_DPORT = re.compile(r"\btcp dport (\d+)\b")
+_NFT_SADDR = re.compile(r"\bip saddr (\{[^}]*\}|\S+)")
 
 
 def nft_policy_signature(policy: FirewallPolicy) -> list[list]:
-    """What the table must express, in the shape NftTable returns: [port, sorted sources]."""
-    return [[rule.port, sorted(_cidr(s) for s in rule.sources)] for rule in policy.rules]
+    """What the table must express, in the shape NftTable returns: [port, sorted source CIDRs]
+    per port, in rule order, read from the rules file's `tcp dport` rules (as NftTable reads the
+    live ones: every source of a port's rules, loopback's rule adding none)."""
+    ports: dict[int, list[str]] = {}
+    for line in nft_rules_file(policy).splitlines():
+        line = line.split("#", 1)[0]
+        port = _NFT_DPORT.search(line)
+        if not port:
+            continue
+        saddr = _NFT_SADDR.search(line)
+        sources = saddr.group(1).strip("{ }").split(",") if saddr else []
+        ports.setdefault(int(port.group(1)), []).extend(_cidr(s.strip()) for s in sources if s.strip())
+    return [[port, sorted(sources)] for port, sources in ports.items()]
 
 
 class NftTable(FactBase):
@@ -238,11 +246,10 @@ def restore_commands(backend: str) -> list[str]:
     """Shell lines that put the saved rules back, for a service to run before it starts: the
     kernel forgets them at reboot and nothing else loads llamafleet's files at boot."""
     if backend == "iptables":
-        return [
-            f"iptables-restore -w --noflush {IPTABLES_RULES_FILE}",
-            *_jump_first_commands(CHAIN),
-        ]
-    return [f"nft -f {NFT_RULES_FILE}"]
+        return render_lines(
+            "prestart/iptables.sh.j2", rules_file=IPTABLES_RULES_FILE, chain=CHAIN, jump_is_first=jump_is_first(CHAIN)
+        )
+    return render_lines("prestart/nftables.sh.j2", rules_file=NFT_RULES_FILE)
 
 
 def effective_backend(detected: str | None) -> str | None:
