@@ -11,8 +11,9 @@ from pyinfra.operations import files
 from llamafleet.layout import TERMUX_BOOT_SCRIPT, device_paths
 from llamafleet.serving import cluster, wakelock
 from llamafleet.serving.secrets import existing_tunnel_key, tunnel_key
-from llamafleet.serving.services import TEMPLATES, Service, supervise
+from llamafleet.serving.services import Service, supervise
 from llamafleet.serving.tunnels import authorized_key_line
+from llamafleet.templates import template_path
 
 me = cluster.this_host()
 platform = cluster.platform_facts(host)
@@ -59,7 +60,7 @@ if me.role == "worker":
     if me.platform == "termux" and host.data.get("termux_boot"):
         files.template(
             name="Termux:Boot script (wake lock, wait for network, start services)",
-            src=str(TEMPLATES / "termux/boot.sh.j2"),
+            src=template_path("termux/boot.sh.j2"),
             dest=f"{platform['home']}/{TERMUX_BOOT_SCRIPT}",
             mode="700",
             prefix=platform["prefix"],

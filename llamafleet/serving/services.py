@@ -15,7 +15,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, operation
 from pyinfra.operations import files, server, systemd
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+from llamafleet.templates import render_one_line, template_path
 MANAGERS = ("termux-services", "runit", "systemd")
 
 
@@ -46,16 +46,7 @@ class Service:
         """One bash line: wait (bounded by wait_seconds) until every wait_for endpoint accepts a
         TCP connection, naming who is missing; exit 1 when the time is up (the supervisor
         retries). The runit run script and the systemd unit both run this same line."""
-        checks = "".join(
-            f'(exec 3<>/dev/tcp/{address}/{port}) 2>/dev/null || missing="$missing {name}({address}:{port})"; '
-            for name, address, port in self.wait_for
-        )
-        return (
-            f'waited=0; while :; do missing=""; {checks}[ -z "$missing" ] && break; '
-            f'if [ "$waited" -ge {self.wait_seconds} ]; then '
-            'echo "llamafleet: still waiting after ${waited}s for:$missing"; exit 1; fi; '
-            "sleep 2; waited=$((waited + 2)); done"
-        )
+        return render_one_line("services/wait-for.bash.j2", wait_for=self.wait_for, wait_seconds=self.wait_seconds)
 
 
 @dataclass(frozen=True)
@@ -244,7 +235,7 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
     if manager == "systemd":
         unit = files.template(
             name=f"systemd unit for {service.name}",
-            src=str(TEMPLATES / "systemd" / "service.j2"),
+            src=template_path("systemd/service.j2"),
             dest=layout.definition_dir,
             writable=" ".join(f"-{path}" for path in service.writable) or "-/tmp",
             **context,
@@ -262,7 +253,7 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
 
     log_run = files.template(
         name=f"{service.name}: log script",
-        src=str(TEMPLATES / "runit" / "log-run.j2"),
+        src=template_path("runit/log-run.j2"),
         dest=f"{layout.definition_dir}/log/run",
         mode="755",
         shell=layout.shell,
@@ -271,7 +262,7 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
     )
     run = files.template(
         name=f"{service.name}: run script",
-        src=str(TEMPLATES / "runit" / "run.j2"),
+        src=template_path("runit/run.j2"),
         dest=f"{layout.definition_dir}/run",
         mode="755",
         shell=shell,

@@ -7,15 +7,17 @@ reboot drops the lock and changes the boot id).
 
 The record is one line: "<boot id> <seconds since the epoch>". The command that writes it is
 the same text on every deploy (the time is the phone's, when the line runs), so the files it is
-rendered into stay unchanged between deploys.
+rendered into stay unchanged between deploys. Both the command and the phone's prestart line
+are templates: templates/termux/wake-lock.sh.j2 and templates/prestart/termux.sh.j2.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
-import shlex
 from dataclasses import dataclass
+
+from llamafleet.templates import render_lines, render_one_line
 
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 
@@ -24,18 +26,15 @@ def take_command(record: str) -> str:
     """One POSIX sh line: take the wake lock and, when that succeeded, write the record
     (through a temporary file, so a reader never sees half a line). Exit status non-zero when
     either failed."""
-    target, temporary = shlex.quote(record), shlex.quote(record + ".tmp")
-    return (
-        f"termux-wake-lock && mkdir -p {shlex.quote(posixpath.dirname(record))} && "
-        f"printf '%s %s\\n' \"$(cat {BOOT_ID_FILE})\" \"$(date +%s)\" > {temporary} && "
-        f"mv -f {temporary} {target}"
+    return render_one_line(
+        "termux/wake-lock.sh.j2", record=record, record_dir=posixpath.dirname(record), boot_id_file=BOOT_ID_FILE
     )
 
 
 def prestart_lines(record: str) -> list[str]:
     """What a phone's service runs before it starts: the wake lock and its record. A failure is
     logged, not fatal: a worker that may doze still serves better than none."""
-    return [f"{take_command(record)} || echo 'llamafleet: termux-wake-lock failed, or its record {record} could not be written'"]
+    return render_lines("prestart/termux.sh.j2", wake_lock=take_command(record), record=record)
 
 
 @dataclass(frozen=True)

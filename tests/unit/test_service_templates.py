@@ -9,9 +9,10 @@ import subprocess
 import jinja2
 import pytest
 
-from llamafleet.serving.services import TEMPLATES, Service, layout_for
+from llamafleet.serving.services import Service, layout_for
 from llamafleet.serving.tunnels import authorized_key_line, known_hosts_line, tunnel_argv
 from llamafleet.serving.wakelock import take_command
+from llamafleet.templates import TEMPLATES
 
 
 def render(relative: str, **context) -> str:
