@@ -14,6 +14,7 @@ from llamafleet.serving.probes import endpoints_reachable, http_healthy
 from llamafleet.serving.secrets import api_key_file, tunnel_key
 from llamafleet.serving.services import Service, services_retired, supervise
 from llamafleet.serving.tunnels import SshHostKey, known_hosts_line, tunnel_argv
+from llamafleet.templates import template_path
 
 me = cluster.this_host()
 
@@ -39,7 +40,13 @@ if me.role == "master":
                 raise ValueError(f"{worker.name}: rpc_transport: tunnel needs the worker's sshd host key, none found")
             lines.append(known_hosts_line(worker.cluster_address, int(target.data.get("ssh_port") or 22), host_key))
         known_hosts = f"{etc}/tunnel_known_hosts"
-        files.put(name="Workers' host keys for the tunnels", src=cluster.text_file("\n".join(lines) + "\n"), dest=known_hosts, mode="600")
+        files.template(
+            name="Workers' host keys for the tunnels",
+            src=template_path("llamafleet/etc/tunnel_known_hosts.j2"),
+            dest=known_hosts,
+            mode="600",
+            entries=lines,
+        )
         for worker in tunnelled:
             target = cluster.inventory_host(worker.name)
             supervise(

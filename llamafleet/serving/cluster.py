@@ -116,10 +116,3 @@ def prestart_lines(target, planned) -> list[str]:
         if backend in ("iptables", "nftables"):
             return restore_commands(backend)
     return []
-
-
-def text_file(content: str):
-    """A file-like object for files.put (pyinfra compares its checksum with the device's copy)."""
-    import io
-
-    return io.StringIO(content)
