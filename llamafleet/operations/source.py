@@ -4,35 +4,20 @@ The tree lives in `<src>/tree-<id>` and `<src>/llama.cpp` is a symlink to it. A 
 unpacked (or fetched) into a temporary directory next to the target, completed, renamed, and only
 then does the symlink switch, with one rename: an interrupted run never leaves a half tree behind
 the name the build uses. The tree carries `.llamafleet-source` (JSON: archive sha256 or git
-commit), which the build stamp records.
+commit), which the build stamp records. The scripts that do this are templates/source/*.sh.j2.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-import shlex
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from llamafleet.facts.build import SOURCE_ID_FILE, LlamaSource
 from llamafleet.operations.transfer import upload_verified
-
-
-def _swap_symlink_script(dest: str, q_name: str) -> str:
-    """Shell: point `dest` at its sibling tree `q_name` (a quoted shell word) atomically, then drop
-    older trees."""
-    q_dest = shlex.quote(dest)
-    parent = shlex.quote(posixpath.dirname(dest))
-    return f"""
-ln -sfn {q_name} {q_dest}.new
-if [ -e {q_dest} ] && [ ! -L {q_dest} ]; then rm -rf {q_dest}; fi
-mv -T {q_dest}.new {q_dest}
-for old in {parent}/tree-*; do
-    [ "$(basename "$old")" = {q_name} ] || rm -rf "$old"
-done
-"""
+from llamafleet.templates import render
 
 
 def archive_tree_name(sha256: str) -> str:
@@ -41,52 +26,31 @@ def archive_tree_name(sha256: str) -> str:
 
 def unpack_script(archive: str, sha256: str, root: str, dest: str) -> str:
     """Shell: unpack the llama.cpp tree at `root` inside `archive` and make it `dest`."""
-    parent = posixpath.dirname(dest)
-    tree_name = archive_tree_name(sha256)
-    identity = json.dumps({"kind": "archive", "sha256": sha256, "root": root}, sort_keys=True)
-    member = root.rstrip("/")
-    unpacked = f'"$tmp"/{shlex.quote(member)}' if member else '"$tmp"'
-    extract_member = shlex.quote(member) if member else ""
-    return f"""set -e
-tmp={shlex.quote(parent)}/.unpack-$$
-rm -rf "$tmp"
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-tar -xzf {shlex.quote(archive)} -C "$tmp" {extract_member}
-if [ ! -f {unpacked}/CMakeLists.txt ]; then
-    echo "llamafleet: no llama.cpp tree at {root or '/'} in {archive}" >&2
-    exit 1
-fi
-printf '%s\\n' {shlex.quote(identity)} > {unpacked}/{SOURCE_ID_FILE}
-rm -rf {shlex.quote(parent)}/{tree_name}
-mv {unpacked} {shlex.quote(parent)}/{tree_name}
-{_swap_symlink_script(dest, shlex.quote(tree_name))}
-rm -f {shlex.quote(archive)}
-"""
+    return render(
+        "source/unpack-archive.sh.j2",
+        archive=archive,
+        member=root.rstrip("/"),
+        root=root,
+        dest=dest,
+        parent=posixpath.dirname(dest),
+        tree=archive_tree_name(sha256),
+        identity=json.dumps({"kind": "archive", "sha256": sha256, "root": root}, sort_keys=True),
+        source_id_file=SOURCE_ID_FILE,
+    )
 
 
 def git_script(repo: str, ref: str, dest: str) -> str:
     """Shell: fetch `ref` of `repo` shallowly into a new tree and make it `dest`."""
-    parent = shlex.quote(posixpath.dirname(dest))
-    return f"""set -e
-tmp={parent}/.fetch-$$
-rm -rf "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-git init -q "$tmp"
-git -C "$tmp" fetch -q --depth 1 {shlex.quote(repo)} {shlex.quote(ref)}
-git -C "$tmp" -c advice.detachedHead=false checkout -q FETCH_HEAD
-commit=$(git -C "$tmp" rev-parse HEAD)
-if [ ! -f "$tmp"/CMakeLists.txt ]; then
-    echo "llamafleet: {ref} of {repo} has no CMakeLists.txt: not a llama.cpp tree" >&2
-    exit 1
-fi
-printf '{{"commit": "%s", "kind": "git", "ref": %s, "repo": %s}}\\n' "$commit" \\
-    {shlex.quote(json.dumps(ref))} {shlex.quote(json.dumps(repo))} > "$tmp"/{SOURCE_ID_FILE}
-tree_name=tree-git-$(printf '%s' "$commit" | cut -c1-12)
-rm -rf {parent}/"$tree_name"
-mv "$tmp" {parent}/"$tree_name"
-{_swap_symlink_script(dest, '"$tree_name"')}
-"""
+    return render(
+        "source/fetch-git.sh.j2",
+        repo=repo,
+        ref=ref,
+        repo_json=json.dumps(repo),
+        ref_json=json.dumps(ref),
+        dest=dest,
+        parent=posixpath.dirname(dest),
+        source_id_file=SOURCE_ID_FILE,
+    )
 
 
 def _run(script: str) -> StringCommand:
