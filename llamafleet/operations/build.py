@@ -30,7 +30,6 @@ import os
 import re
 import weakref
 from dataclasses import dataclass
-from importlib import resources
 from io import StringIO
 
 from pyinfra import host, logger
@@ -59,8 +58,10 @@ from llamafleet.operations.buildinputs import (
     stamp_json,
 )
 from llamafleet.operations.transfer import upload_verified, verify_and_rename
+from llamafleet.templates import render
 
-BUILD_SCRIPT = resources.files("llamafleet.operations").joinpath("scripts/llamafleet-build.sh").read_text()
+# The same text for every host (its inputs come as LF_* variables), so one render serves the deploy.
+BUILD_SCRIPT = render("llamafleet/libexec/llamafleet-build.sh.j2")
 BUILD_SCRIPT_SHA256 = hashlib.sha256(BUILD_SCRIPT.encode()).hexdigest()
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

@@ -13,15 +13,14 @@ import os
 import signal
 import subprocess
 import time
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from llamafleet.facts.build import InstalledBuild
 from llamafleet.layout import paths_for
+from llamafleet.operations.build import BUILD_SCRIPT
 
-SCRIPT = resources.files("llamafleet.operations").joinpath("scripts/llamafleet-build.sh")
 
 # Stands for CMake: `cmake -S src -B build ...` (configure) and `cmake --build build --target T
 # -j N` (CMake driving Ninja). It "compiles" each target into build/bin/<target> (content taken
@@ -60,16 +59,19 @@ echo configured >> "$build/configure-count"
 
 @pytest.fixture
 def device(tmp_path):
-    """A device base dir with a source tree, and a PATH whose cmake is the stand-in."""
+    """A device base dir with a source tree, the build script as uploaded (rendered from its
+    template), and a PATH whose cmake is the stand-in."""
     tools = tmp_path / "tools"
     tools.mkdir()
+    (tools / "llamafleet-build.sh").write_text(BUILD_SCRIPT)
     (tools / "cmake").write_text(FAKE_CMAKE)
     (tools / "cmake").chmod(0o755)
     base = tmp_path / "device"
     src = base / "src" / "llama.cpp"
     src.mkdir(parents=True)
     (src / "VERSION").write_text("v1\n")
-    return {"base": base, "paths": paths_for(str(base)), "path": f"{tools}:{os.environ['PATH']}"}
+    return {"base": base, "paths": paths_for(str(base)), "path": f"{tools}:{os.environ['PATH']}",
+            "script": tools / "llamafleet-build.sh"}
 
 
 def stamp_for(key: str) -> str:
@@ -101,7 +103,7 @@ def env_for(device, key: str, **extra) -> dict:
 
 def run_script(device, mode: str, key: str, *args, **extra) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["sh", str(SCRIPT), mode, *args], env=env_for(device, key, **extra), capture_output=True, text=True, timeout=60
+        ["sh", str(device["script"]), mode, *args], env=env_for(device, key, **extra), capture_output=True, text=True, timeout=60
     )
 
 
@@ -163,7 +165,7 @@ def test_killed_build_is_taken_over_and_finished(device):
     assert run_script(device, "compile", "k1").returncode == 0
     before = os.readlink(device["paths"].bin)
     victim = subprocess.Popen(
-        ["sh", str(SCRIPT), "compile"], env=env_for(device, "k2", FAKE_SLEEP="30"),
+        ["sh", str(device["script"]), "compile"], env=env_for(device, "k2", FAKE_SLEEP="30"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.time() + 20
@@ -186,7 +188,7 @@ def test_killed_build_is_taken_over_and_finished(device):
 
 def test_a_build_still_running_is_waited_for(device):
     first = subprocess.Popen(
-        ["sh", str(SCRIPT), "compile"], env=env_for(device, "k1", FAKE_SLEEP="4"),
+        ["sh", str(device["script"]), "compile"], env=env_for(device, "k1", FAKE_SLEEP="4"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.time() + 20
@@ -208,7 +210,7 @@ def test_pack_and_install_give_a_twin_the_same_release(device, tmp_path):
     digest = packed.stdout.strip().splitlines()[-1]
     assert digest == hashlib.sha256(archive.read_bytes()).hexdigest()
 
-    twin = {"paths": paths_for(str(tmp_path / "twin")), "path": device["path"]}
+    twin = {"paths": paths_for(str(tmp_path / "twin")), "path": device["path"], "script": device["script"]}
     upload = Path(twin["paths"].run) / "class-k1.tar.gz"
     upload.parent.mkdir(parents=True)
     upload.write_bytes(archive.read_bytes())
