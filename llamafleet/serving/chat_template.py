@@ -15,9 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from llamafleet.gguf_meta import GgufError, has_chat_template
+from llamafleet.templates import TEMPLATES
 
-# Shipped chat templates: templates/chat/<name>.jinja.
-SHIPPED = Path(__file__).resolve().parents[2] / "templates" / "chat"
+# Shipped chat templates: templates/chat/<name>.jinja. They are llama-server's Jinja, uploaded as
+# they are (llamafleet renders none of them).
+SHIPPED = TEMPLATES / "chat"
 DEVICE_NAME = "chat-template.jinja"
 
 
