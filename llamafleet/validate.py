@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from llamafleet.cpu.table import CpuTableError, table_for
 from llamafleet.inventory_data import (
     InventoryError,
     InventoryHost,
@@ -86,6 +87,7 @@ NONE_DEFAULT_KINDS: dict[str, Kind] = {
     "llamafleet_dir": STR,
     "llama_cpu_arch": STR,
     "llama_cpu_mcpu": STR,
+    "llama_cpu_table": STR,
     "llama_build_jobs": INT,
     "llama_compiler": STR,
     "rpc_port": INT,
@@ -257,6 +259,8 @@ class _Checker:
         # (host, key) whose value failed a type/range/choice rule: later rules ignore it so one
         # mistake gives one line, not a cascade.
         self.bad: set[tuple[str, str]] = set()
+        # llama_cpu_table path → why it cannot be used ("" when it can): read once per file.
+        self.cpu_tables: dict[str, str] = {}
 
     def report(self, host: str, key: str, message: str) -> None:
         self.problems.append(Problem(host, key, message))
@@ -349,6 +353,21 @@ class _Checker:
                         "model_url without model_sha256: a download must be checked")
         if sha and not _SHA256.fullmatch(sha):
             self.bad_value(host, "model_sha256", f"{sha!r} is not a sha256 (64 hex digits)")
+
+    def check_cpu_table(self, host: InventoryHost) -> None:
+        """An extra CPU table must load: a missing file, bad YAML or a malformed row stop here,
+        before any fact is read with it."""
+        path = self.value(host, "llama_cpu_table")
+        if not path:
+            return
+        if path not in self.cpu_tables:
+            try:
+                table_for(path)
+                self.cpu_tables[path] = ""
+            except CpuTableError as error:
+                self.cpu_tables[path] = str(error)
+        if self.cpu_tables[path]:
+            self.bad_value(host, "llama_cpu_table", self.cpu_tables[path])
 
     # -- cluster -------------------------------------------------------------------------------
 
@@ -464,6 +483,7 @@ class _Checker:
             self.check_addresses(host)
             self.check_sources(host)
             self.check_model(host)
+            self.check_cpu_table(host)
         if not self.hosts:
             self.report(CLUSTER, "inventory", "no hosts in the inventory")
             return self.problems
