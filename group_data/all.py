@@ -44,6 +44,14 @@ llama_cpu_mcpu = None
 # Extra CMake arguments, appended after llamafleet's own (last one wins in CMake).
 llama_cmake_args = []
 
+# A YAML file on the controller (`~` expanded, relative to the directory you run from) with CPU
+# table rows for this device class: `cores:` rows (a MIDR implementer/part llamafleet does not
+# know: core name, -mtune name, little or big) and/or `tune:` rows (which GCC/clang version
+# accepts a -mtune name). They replace built-in rows with the same key, add the others, and
+# decide core names, thread count and tuning. The built-in table and its row format:
+# llamafleet/cpu/table.yaml. `llamafleet check` reads the file and refuses a bad row.
+llama_cpu_table = None
+
 # Parallel compile jobs. Default: min(cores, available RAM in GiB / 1.5): phones OOM at -j8.
 # On Termux never more than 4 (Android 12+ kills an app's processes beyond 32).
 llama_build_jobs = None

@@ -58,6 +58,13 @@ def plan_fact_classes() -> dict[str, type]:
     return found
 
 
+def read_fact(host: Any, cls: type) -> Any:
+    """`host.get_fact(cls)`, with the arguments the fact takes from the host's data (CpuProfile:
+    the host's `llama_cpu_table`). The plan and the build read facts alike through this."""
+    arguments = getattr(cls, "arguments_from_data", None)
+    return host.get_fact(cls, **(arguments(host.data) if arguments else {}))
+
+
 def _error_text(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -92,7 +99,7 @@ def gather_facts(
             host.connect(show_errors=False, raise_exceptions=True)
             state.activate_host(host)
             with ctx_host.use(host):
-                facts[host.name] = {name: host.get_fact(cls) for name, cls in classes.items()}
+                facts[host.name] = {name: read_fact(host, cls) for name, cls in classes.items()}
         except ConnectError as error:
             errors[host.name] = f"cannot connect: {_error_text(error)}"
         except Exception as error:  # a fact that raised: report which host, keep going

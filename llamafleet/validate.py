@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from llamafleet.cpu.table import CpuTableError, table_for
 from llamafleet.inventory_data import (
     InventoryError,
     InventoryHost,
@@ -87,6 +88,7 @@ NONE_DEFAULT_KINDS: dict[str, Kind] = {
     "llamafleet_dir": STR,
     "llama_cpu_arch": STR,
     "llama_cpu_mcpu": STR,
+    "llama_cpu_table": STR,
     "llama_build_jobs": INT,
     "llama_compiler": STR,
     "rpc_port": INT,
@@ -259,6 +261,8 @@ class _Checker:
         # (host, key) whose value failed a type/range/choice rule: later rules ignore it so one
         # mistake gives one line, not a cascade.
         self.bad: set[tuple[str, str]] = set()
+        # llama_cpu_table path → why it cannot be used ("" when it can): read once per file.
+        self.cpu_tables: dict[str, str] = {}
 
     def report(self, host: str, key: str, message: str) -> None:
         self.problems.append(Problem(host, key, message))
@@ -354,6 +358,21 @@ class _Checker:
         template_problem = chat_template.problem(self.value(host, "llama_chat_template"))
         if template_problem:
             self.bad_value(host, "llama_chat_template", template_problem)
+
+    def check_cpu_table(self, host: InventoryHost) -> None:
+        """An extra CPU table must load: a missing file, bad YAML or a malformed row stop here,
+        before any fact is read with it."""
+        path = self.value(host, "llama_cpu_table")
+        if not path:
+            return
+        if path not in self.cpu_tables:
+            try:
+                table_for(path)
+                self.cpu_tables[path] = ""
+            except CpuTableError as error:
+                self.cpu_tables[path] = str(error)
+        if self.cpu_tables[path]:
+            self.bad_value(host, "llama_cpu_table", self.cpu_tables[path])
 
     # -- cluster -------------------------------------------------------------------------------
 
@@ -469,6 +488,7 @@ class _Checker:
             self.check_addresses(host)
             self.check_sources(host)
             self.check_model(host)
+            self.check_cpu_table(host)
         if not self.hosts:
             self.report(CLUSTER, "inventory", "no hosts in the inventory")
             return self.problems

@@ -11,6 +11,7 @@ import os
 from pyinfra import host
 
 from llamafleet.cpu.flags import FlagsError, build_flags
+from llamafleet.cpu.table import CpuTableError, table_for
 from llamafleet.facts import CpuProfile
 from llamafleet.layout import device_paths
 from llamafleet.operations import build
@@ -43,19 +44,23 @@ role = choice(host.name, "llama_role", data.get("llama_role"), ROLES)
 cpu_arch = optional_string(host.name, "llama_cpu_arch", data.get("llama_cpu_arch"))
 cpu_mcpu = optional_string(host.name, "llama_cpu_mcpu", data.get("llama_cpu_mcpu"))
 cmake_args = string_list(host.name, "llama_cmake_args", data.get("llama_cmake_args"))
+cpu_table = optional_string(host.name, "llama_cpu_table", data.get("llama_cpu_table"))
 
 # Check the CPU overrides now, while preparing: a bad one must stop the deploy before any host
 # is touched, not halfway through it.
 try:
     build_flags(
-        host.get_fact(CpuProfile),
+        host.get_fact(CpuProfile, cpu_table=cpu_table),
         None,
         llama_cpu_arch=cpu_arch,
         llama_cpu_mcpu=cpu_mcpu,
         llama_cmake_args=cmake_args,
+        table=table_for(cpu_table),
     )
 except FlagsError as error:
     raise HostDataError(host.name, error.key, str(error).split(": ", 1)[-1]) from error
+except CpuTableError as error:
+    raise HostDataError(host.name, "llama_cpu_table", str(error)) from error
 
 build.resolve(
     name="Work out the llama.cpp build (class, flags, targets)",
@@ -65,6 +70,7 @@ build.resolve(
     cpu_arch=cpu_arch,
     cpu_mcpu=cpu_mcpu,
     cmake_args=cmake_args,
+    cpu_table=cpu_table,
     jobs=optional_positive_int(host.name, "llama_build_jobs", data.get("llama_build_jobs")),
     once_per_class=boolean(
         host.name, "llama_build_once_per_class", data.get("llama_build_once_per_class", True)

@@ -3,8 +3,9 @@
 ggml takes the architecture through `GGML_CPU_ARM_ARCH` (used as `-march=<value>` only when
 `GGML_NATIVE=OFF`; ggml/src/ggml-cpu/CMakeLists.txt). The rungs follow ggml's own Android
 variant ladder (ggml/src/CMakeLists.txt, GGML_CPU_ALL_VARIANTS): armv8.0 → armv8.2+dotprod →
-+fp16 → armv8.6+i8mm → armv9.0+sve2 → armv9.2+sve+sme, with two safety rules learned from real
-devices (compiler-mcpu.md):
++fp16 → armv8.6+i8mm → armv9.0+sve2 → armv9.2+sve+sme. The tags and the bases with what each
+implies are the `arm64:` section of the CPU table (table.yaml), with two safety rules learned
+from real devices (compiler-mcpu.md):
 
 - A base version is used only when the Features line reports everything it implies: armv8.6-a
   implies bf16 and i8mm, armv9-a implies sve2, armv9.2-a implies i8mm/bf16/sve2. ARMv9 phones
@@ -16,34 +17,30 @@ devices (compiler-mcpu.md):
 from __future__ import annotations
 
 from .step import Step, dedupe
+from .table import builtin_table
+
+_BASES = builtin_table().arm64_bases
+_BY_MARCH = {base.march: base for base in _BASES}
 
 # Order in which tags are written, and (reversed) the order in which the fallback drops them.
-TAG_ORDER = ("dotprod", "fp16", "i8mm", "bf16", "sve", "sve2", "sme")
+TAG_ORDER = builtin_table().arm64_tags
 DROP_ORDER = tuple(reversed(TAG_ORDER))
-
-# The ARMv8.1/8.2 baseline features a core must report before we say armv8.2-a (Raspberry
-# Pi 3/4 and old kernels report none of them and get armv8-a).
-_V82_EVIDENCE = frozenset({"atomics", "rdm", "dcpop"})
 
 
 def base_arch(tags: frozenset[str], features: frozenset[str]) -> str:
-    """The highest base architecture whose implied features the device reports."""
-    if {"dotprod", "fp16", "i8mm", "bf16", "sve", "sve2", "sme"} <= tags:
-        return "armv9.2-a"
-    if {"dotprod", "fp16", "sve", "sve2"} <= tags:
-        return "armv9-a"
-    if {"dotprod", "i8mm", "bf16"} <= tags:
-        return "armv8.6-a"
-    if _V82_EVIDENCE <= features:
-        return "armv8.2-a"
-    return "armv8-a"
+    """The highest base architecture whose implied tags the device keeps and whose implied
+    features it reports."""
+    for base in _BASES:
+        if base.tags <= tags and base.features <= features:
+            return base.march
+    return _BASES[-1].march
 
 
 def march_string(base: str, tags: frozenset[str], features: frozenset[str]) -> str:
-    """`base` plus the tags in ggml's order; armv8-a also states crc (optional before 8.1)."""
+    """`base`, the base's optional features the device reports (crc on armv8-a), then the
+    tags in ggml's order."""
     parts = [base]
-    if base == "armv8-a" and "crc" in features:
-        parts.append("crc")
+    parts.extend(name for name in _BY_MARCH[base].optional if name in features)
     parts.extend(tag for tag in TAG_ORDER if tag in tags)
     return "+".join(parts)
 
@@ -58,9 +55,9 @@ def _step(march: str, tags: frozenset[str]) -> Step:
 
 
 def ladder(features: set[str] | frozenset[str]) -> list[Step]:
-    """Rungs from the best the Features line allows down to plain armv8-a.
+    """Rungs from the best the Features line allows down to the plain last base (armv8-a).
 
-    Each feature set is offered twice when the spellings differ: first with the ladder's base
+    Each feature set is offered twice when a base says `also`: first with the ladder's base
     (armv9-a...), then as armv8.2-a+tags, which old compilers that do not know armv9 accept.
     """
     features = frozenset(features)
@@ -70,7 +67,7 @@ def ladder(features: set[str] | frozenset[str]) -> list[Step]:
         kept = tags - set(DROP_ORDER[:dropped])
         base = base_arch(kept, features)
         steps.append(_step(march_string(base, kept, features), kept))
-        if base in ("armv9.2-a", "armv9-a", "armv8.6-a"):
-            steps.append(_step(march_string("armv8.2-a", kept, features), kept))
-    steps.append(_step("armv8-a", frozenset()))
+        if _BY_MARCH[base].also:
+            steps.append(_step(march_string(_BY_MARCH[base].also, kept, features), kept))
+    steps.append(_step(_BASES[-1].march, frozenset()))
     return dedupe(steps)

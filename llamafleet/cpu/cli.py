@@ -4,6 +4,9 @@ Runs exactly the code the deploy runs on a device's facts, so a user can check w
 will get before touching it:
 
     llamafleet cpu-profile --cpuinfo pixel7.txt --compiler clang-18 --json
+
+It reads the same CPU table (llamafleet/cpu/table.yaml); `--cpu-table FILE` merges a user's rows
+over it as group data `llama_cpu_table` does, to try a new row before a deploy.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import tempfile
 from .compilers import parse_compiler_spec
 from .flags import FlagsError, build_flags
 from .profile import parse_cpuinfo
+from .table import table_for
 
 
 def register(subparsers) -> None:
@@ -36,6 +40,11 @@ def register(subparsers) -> None:
     parser.add_argument("--platform", choices=("termux", "linux"), help="fixes the float ABI on 32-bit ARM")
     parser.add_argument("--cpu-arch", metavar="MARCH", help="override, as group data llama_cpu_arch")
     parser.add_argument("--mcpu", metavar="CORE", help="override, as group data llama_cpu_mcpu ('' = no tuning)")
+    parser.add_argument(
+        "--cpu-table",
+        metavar="FILE",
+        help="YAML rows (cores:, tune:) merged over the built-in CPU table, as group data llama_cpu_table",
+    )
     parser.add_argument(
         "--cmake-arg",
         action="append",
@@ -78,12 +87,13 @@ def _read(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the profile and flags; exit 2 on unreadable input or bad overrides."""
+    """Print the profile and flags; exit 2 on unreadable input, bad overrides or a bad table."""
     try:
         text = _read(args.cpuinfo)
         compiler = parse_compiler_spec(args.compiler) if args.compiler else None
         accepts = _local_accepts(args.probe_with) if args.probe_with else None
-        profile = parse_cpuinfo(text, args.arch)
+        table = table_for(args.cpu_table)
+        profile = parse_cpuinfo(text, args.arch, table)
         flags = build_flags(
             profile,
             compiler,
@@ -92,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
             llama_cmake_args=args.cmake_arg,
             platform=args.platform,
             accepts=accepts,
+            table=table,
         )
-    except (OSError, ValueError, FlagsError) as error:
+    except (OSError, ValueError, FlagsError) as error:  # CpuTableError is a ValueError
         print(f"llamafleet cpu-profile: {error}", file=sys.stderr)
         return 2
 

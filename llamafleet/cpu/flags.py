@@ -26,6 +26,7 @@ from .compilers import tune_choices
 from .ladder import ladder_for
 from .profile import CpuProfile
 from .step import Step
+from .table import CpuTable
 
 Accepts = Callable[[list[str]], bool]
 
@@ -141,6 +142,7 @@ def _choose_tune(
     mcpu_override: str | None,
     base_flags: list[str],
     accepts: Accepts | None,
+    table: CpuTable | None,
 ) -> tuple[str | None, str | None, list[str]]:
     """The -mtune core, a note when a known name was refused, and warnings."""
     if mcpu_override == "":
@@ -150,7 +152,7 @@ def _choose_tune(
             return mcpu_override, None, [f"the compiler refuses -mtune={mcpu_override} (llama_cpu_mcpu); kept as asked"]
         return mcpu_override, None, []
     refused = []
-    for name in tune_choices(profile.tune_candidates, compiler):
+    for name in tune_choices(profile.tune_candidates, compiler, table):
         if accepts is None or accepts(base_flags + [f"-mtune={name}"]):
             note = f"the compiler refused -mtune={', -mtune='.join(refused)}; tuning for {name}" if refused else None
             return name, note, []
@@ -168,6 +170,7 @@ def build_flags(
     llama_cmake_args: Sequence[str] | None = None,
     platform: str | None = None,
     accepts: Accepts | None = None,
+    table: CpuTable | None = None,
 ) -> BuildFlags:
     """CMake arguments for llama.cpp on this CPU.
 
@@ -181,6 +184,9 @@ def build_flags(
       toolchain default).
     + accepts: `accepts(compiler_flags) -> bool`; when given, each rung is probed and the
       first accepted one is used.
+    + table: the CPU table whose `tune:` rows say which -mtune names the compiler knows
+      (llamafleet.cpu.table.table_for; default: the built-in table). Give the same table the
+      profile was parsed with.
 
     Raises FlagsError (a ValueError naming the data key) on malformed overrides.
     """
@@ -215,7 +221,9 @@ def build_flags(
     else:
         step = steps[0]
 
-    tune, tune_note, tune_warnings = _choose_tune(profile, compiler, llama_cpu_mcpu, list(step.compile_flags), accepts)
+    tune, tune_note, tune_warnings = _choose_tune(
+        profile, compiler, llama_cpu_mcpu, list(step.compile_flags), accepts, table
+    )
     if tune_note:
         notes.append(tune_note)
     warnings += tune_warnings

@@ -5,7 +5,8 @@ What the profile decides and why:
   a 64-bit phone) reads AArch32 hwcap names (`half thumb ... neon`) although the header line
   still says "AArch64 Processor" and `uname -m` says armv8l; its compiler builds 32-bit code,
   so the arch is armv7l. `CPU architecture` is never used for bitness (it says 8 in that view).
-- cores: per-CPU MIDR (implementer, part) → core name (llamafleet.cpu.midr).
+- cores: per-CPU MIDR (implementer, part) → core name (llamafleet.cpu.midr: the `cores:` rows
+  of the CPU table, table.yaml, or of a table with a user's rows merged in).
 - features: the Features words every CPU reports (intersection: a thread may run anywhere).
 - big_cores / threads: cores that are not little in-order ones; a little-only device (Pi 3)
   uses all its cores; x86 counts physical cores (SMT siblings share the FPU). Never below 1.
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from . import features as feat
 from .ladder import ARM32_ARCHES, ladder_for
 from .midr import CoreType, lookup
+from .table import CpuTable
 
 UNAME_TO_ARCH = {
     "aarch64": "aarch64",
@@ -160,8 +162,9 @@ def _tune_candidates(types: list[CoreType]) -> list[str]:
     return tunes
 
 
-def parse_cpuinfo(text: str, uname_m: str | None = None) -> CpuProfile:
-    """Build a CpuProfile from the text of /proc/cpuinfo and, optionally, `uname -m`.
+def parse_cpuinfo(text: str, uname_m: str | None = None, table: CpuTable | None = None) -> CpuProfile:
+    """Build a CpuProfile from the text of /proc/cpuinfo and, optionally, `uname -m`; cores are
+    named by `table` (llamafleet.cpu.table.table_for; default: the built-in table).
 
     Never raises on odd input: unknown cores become "unknown-<impl>-<part>" (counted as big),
     an unreadable file gives arch from uname and one thread."""
@@ -190,7 +193,7 @@ def parse_cpuinfo(text: str, uname_m: str | None = None) -> CpuProfile:
         for cpu in cpus:
             implementer = _hex(_cpu_value(cpu, shared, cpus, "CPU implementer"))
             part = _hex(_cpu_value(cpu, shared, cpus, "CPU part"))
-            types.append(lookup(implementer, part))
+            types.append(lookup(implementer, part, table))
     cores = dict(Counter(t.name for t in types))
     equivalents = {t.name: t.arm_equivalent for t in types if t.arm_equivalent}
 

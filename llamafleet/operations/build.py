@@ -37,6 +37,7 @@ from pyinfra.api import FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.api.exceptions import OperationValueError
 
 from llamafleet.cpu.flags import FlagsError, build_flags
+from llamafleet.cpu.table import table_for
 from llamafleet.facts import CompilerInfo, CpuProfile, MemInfo, compiler_accepts
 from llamafleet.facts.build import InstalledBuild, LlamaSource
 from llamafleet.layout import Paths, device_platform
@@ -208,6 +209,7 @@ def resolve(
     cpu_arch: str | None = None,
     cpu_mcpu: str | None = None,
     cmake_args: list[str] | None = None,
+    cpu_table: str | None = None,
     jobs: int | None = None,
     once_per_class: bool = True,
     expected_source: str | None = None,
@@ -220,6 +222,7 @@ def resolve(
     + compiler: C compiler name or path; default clang on Termux, cc on Linux
     + cpu_arch, cpu_mcpu, cmake_args: the `llama_cpu_arch`, `llama_cpu_mcpu`, `llama_cmake_args`
       overrides, passed to the flag table
+    + cpu_table: `llama_cpu_table`, a YAML file of CPU table rows merged over the built-in ones
     + jobs: parallel compile jobs (default from cores and RAM)
     + once_per_class: share binaries with identical devices instead of compiling everywhere
     + expected_source: the source identity to assume while no tree is on the device yet
@@ -240,7 +243,7 @@ def resolve(
     platform_name = platform.get("platform") or "linux"
     compiler_name = compiler or ("clang" if platform_name == "termux" else "cc")
 
-    profile = host.get_fact(CpuProfile)
+    profile = host.get_fact(CpuProfile, cpu_table=cpu_table)
     memory = host.get_fact(MemInfo) or {}
     compiler_info = host.get_fact(CompilerInfo, compiler=compiler_name)
     tree = host.get_fact(LlamaSource, path=paths.llama_src)
@@ -272,6 +275,7 @@ def resolve(
             llama_cmake_args=cmake_args or [],
             platform=platform_name,
             accepts=accepts,
+            table=table_for(cpu_table),
         )
     except FlagsError as error:
         # tasks/build.py checks the overrides while preparing; this guards direct callers.

@@ -13,7 +13,7 @@ from gevent.lock import BoundedSemaphore
 from pyinfra import host, inventory
 from pyinfra.context import ctx_inventory
 
-from llamafleet.gather import plan_fact_classes
+from llamafleet.gather import plan_fact_classes, read_fact
 from llamafleet.inventory_data import hosts_from_inventory
 from llamafleet.layout import device_paths, device_platform
 from llamafleet.plan import HostInput, Plan, PlannedHost, make_plan, model_size_from_data
@@ -24,7 +24,7 @@ _PLAN_LOCK = BoundedSemaphore()
 
 def host_facts(target) -> dict[str, Any]:
     """The facts the plan needs from one host, read through that host's connection."""
-    return {name: target.get_fact(cls) for name, cls in plan_fact_classes().items()}
+    return {name: read_fact(target, cls) for name, cls in plan_fact_classes().items()}
 
 
 def current_plan() -> Plan:

@@ -279,3 +279,26 @@ def test_once_per_class_off_compiles_everywhere():
     results = deploy(state, hosts, {name: {"once_per_class": False} for name in ("phone1", "phone2")})
     assert results[("phone1", "compile")] and results[("phone2", "compile")]
     assert results[("phone1", "share")] == [] and results[("phone2", "install_copy")] == []
+
+
+def test_a_device_class_cpu_table_reaches_profile_and_tuning(tmp_path):
+    """llama_cpu_table names a core the built-in table lacks: the fact is read with it and the
+    flag table's -mtune support comes from it, so the class is tuned for that core."""
+    from llamafleet.cpu.table import table_for
+
+    table = tmp_path / "cpu.yaml"
+    table.write_text(
+        "cores:\n  - {implementer: 0x43, part: 0x0a2, name: thunderxt81, tune: thunderxt81}\n"
+        "tune:\n  - {name: thunderxt81, gcc: 12, clang: 14}\n"
+    )
+    cpuinfo = CPUINFO.replace("0x41", "0x43").replace("0xd0b", "0x0a2")
+    commands = {}
+    for cpu_table in (None, str(table)):
+        state = FakeState(["phone1"])
+        fake = FakeHost("phone1", state, phone_facts(
+            CpuProfile=lambda cpu_table=None: parse_cpuinfo(cpuinfo, "aarch64", table_for(cpu_table)).to_dict()
+        ))
+        results = deploy(state, [fake], {"phone1": {"cpu_table": cpu_table}})
+        [commands[cpu_table]] = [cmd for cmd in raw(results[("phone1", "compile")]) if " compile " in cmd]
+    assert "-mtune" not in commands[None]
+    assert "-mtune=thunderxt81" in commands[str(table)]

@@ -265,3 +265,27 @@ def test_validating_the_inventory_pyinfra_loaded(tmp_path):
 def test_a_malformed_source_is_reported_once(tmp_path):
     path = write_inventory(tmp_path, board=', "llama_cpp_ref": 6500')
     assert lines(validate_inventory(path)) == ["board: llama_cpp_ref: must be a string, not int 6500"]
+
+
+def test_a_good_cpu_table_file_passes(tmp_path):
+    good = tmp_path / "cpu.yaml"
+    good.write_text("cores:\n  - {implementer: 0x43, part: 0x0a2, name: thunderxt81}\n")
+    assert validate_inventory(write_inventory(tmp_path, board=f', "llama_cpu_table": "{good}"')) == []
+
+
+def test_a_bad_cpu_table_row_names_host_key_file_and_row(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cores:\n  - {implementer: 0x43, part: 162, name: thunderxt81}\n")
+    assert lines(validate_inventory(write_inventory(tmp_path, board=f', "llama_cpu_table": "{bad}"'))) == [
+        f"board: llama_cpu_table: {bad}: line 2 (cores row 1): part must be hex as /proc/cpuinfo prints it "
+        "(e.g. 0x41, 0xd0b), not '162'"
+    ]
+
+
+def test_cpu_table_per_device_class_missing_or_not_a_string(tmp_path):
+    path = write_inventory(tmp_path, board=', "llama_cpu_table": 3')
+    (tmp_path / "group_data" / "termux.py").write_text(f'llama_cpu_table = "{tmp_path}/phones.yaml"\n')
+    assert lines(validate_inventory(path)) == [
+        "board: llama_cpu_table: must be a string, not int 3",
+        f"phone1: llama_cpu_table: {tmp_path}/phones.yaml: no such file (set in group 'termux')",
+    ]

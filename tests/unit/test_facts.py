@@ -138,6 +138,17 @@ def test_local_cpu_profile_matches_parser(local_host):
     assert fact["logical_cpus"] == os.cpu_count() and fact["threads"] >= 1
 
 
+def test_local_cpu_profile_reads_the_table_it_is_given(local_host, tmp_path):
+    """pyinfra calls command() and process() on one fact instance: the table path gets through."""
+    from llamafleet.cpu.table import CpuTableError
+
+    table = tmp_path / "cpu.yaml"
+    table.write_text("tune:\n  - {name: cortex-a76, gcc: 12, clang: 14}\n")
+    assert local_host.get_fact(CpuProfile, cpu_table=str(table)) == local_host.get_fact(CpuProfile)
+    with pytest.raises(CpuTableError, match="missing.yaml: no such file"):
+        local_host.get_fact(CpuProfile, cpu_table=str(tmp_path / "missing.yaml"))
+
+
 def test_local_meminfo_is_plausible(local_host):
     fact = local_host.get_fact(MemInfo)
     total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)

@@ -130,6 +130,23 @@ def test_gather_reads_facts_through_pyinfra(tmp_path):
     assert local.data["llama_role"] == "master" and local.data["rpc_port_base"] == 50052
 
 
+def test_gather_reads_the_cpu_profile_with_the_hosts_cpu_table(tmp_path):
+    """The plan's facts go through the host's llama_cpu_table: a good file gives the profile,
+    a missing one is this host's error (`llamafleet check` names it before a plan reads it)."""
+    from llamafleet.facts import CpuProfile
+
+    table = tmp_path / "cpu.yaml"
+    table.write_text("cores:\n  - {implementer: 0x43, part: 0x0a2, name: thunderxt81}\n")
+    inventory = tmp_path / "inv.py"
+    inventory.write_text(f'hosts = [("@local", {{"llama_role": "master", "llama_cpu_table": "{table}"}})]\n')
+    gathered = gather_facts(inventory, fact_classes={"CpuProfile": CpuProfile})
+    assert gathered.errors == {} and gathered.hosts[0].facts["CpuProfile"]["logical_cpus"] >= 1
+    missing = tmp_path / "inv_missing.py"
+    missing.write_text(f'hosts = [("@local", {{"llama_role": "master", "llama_cpu_table": "{tmp_path}/no.yaml"}})]\n')
+    gathered = gather_facts(missing, fact_classes={"CpuProfile": CpuProfile})
+    assert "CpuTableError" in gathered.errors["@local"] and "no.yaml: no such file" in gathered.errors["@local"]
+
+
 def test_gather_reports_a_host_it_cannot_reach(tmp_path):
     port = _closed_loopback_port()
     inventory = tmp_path / "inv.py"
