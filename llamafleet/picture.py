@@ -59,6 +59,7 @@ class Device:
     ram_mb: float | None  # None when unknown
     marks: list[Mark] = field(default_factory=list)
     bandwidth_mbit: float | None = None  # master to this worker, once something measures it
+    link_down: bool = False  # status: the master's tunnel to this worker is not running
 
     @property
     def severity(self) -> str | None:
@@ -94,6 +95,8 @@ def from_status(targets: Sequence, statuses: Sequence, notes: Sequence[str] = ()
     """A `llamafleet status` snapshot: the plan's boxes (status_probe.Target) with each host's
     problems (status.HostStatus, same order)."""
     devices = []
+    # The master's problems that are about one worker's tunnel colour that worker's link.
+    down = {p.check.removeprefix("llama-tunnel-") for s in statuses for p in s.problems if p.check.startswith("llama-tunnel-")}
     for target, status in zip(targets, statuses):
         planned = target.planned
         share = (status.share or {}).get("fraction") if planned.role == "worker" else planned.split
@@ -102,7 +105,7 @@ def from_status(targets: Sequence, statuses: Sequence, notes: Sequence[str] = ()
         # holds a stand-in for it (status_probe.targets_from).
         ram = (status.memory or {}).get("total_mb") or (planned.ram_mb if target.share_known else None)
         marks = [Mark(p.severity, f"{p.check}: {p.detail}", p.fix) for p in status.problems]
-        devices.append(Device(planned, listens, share, ram, marks))
+        devices.append(Device(planned, listens, share, ram, marks, link_down=planned.name in down))
     return draw(devices, title or "llamafleet status", list(notes))
 
 
@@ -197,6 +200,8 @@ def _link(parent: ET.Element, device: Device, start: tuple[float, float], end: t
     so no label sits on another worker's link."""
     transport = device.planned.transport or "direct"
     colour, dash = LINK_STYLES.get(transport, LINK_STYLES["direct"])
+    if device.link_down:
+        colour = PROBLEM_COLOURS["fail"][0]
     (sx, sy), (ex, ey) = start, end
     bend = sy + 40
     group = ET.SubElement(parent, "g", id=f"link-{device.planned.name}", **{
@@ -207,7 +212,7 @@ def _link(parent: ET.Element, device: Device, start: tuple[float, float], end: t
         path.set("stroke-dasharray", dash)
     bandwidth = (f"{device.bandwidth_mbit:.0f} Mbit/s measured" if device.bandwidth_mbit is not None
                  else "bandwidth not measured")
-    lines = [TRANSPORT_NAMES.get(transport, transport), bandwidth]
+    lines = [TRANSPORT_NAMES.get(transport, transport) + (" DOWN" if device.link_down else ""), bandwidth]
     label_width = max(text_width(line, 12) for line in lines) + 12
     top = bend + 12
     ET.SubElement(group, "rect", x=f"{ex - label_width / 2:.1f}", y=f"{top:.1f}", width=f"{label_width:.1f}",

@@ -156,7 +156,7 @@ def test_plan_svg_writes_the_picture_and_prints_the_same_table(tmp_path):
     path = tmp_path / "cluster.svg"
     assert run_plan("--svg", str(path)) == run_plan()
     rects = boxes(path.read_text())
-    assert list(rects) == ["linux1", "linux2", "phone1", "phone2"]
+    assert list(rects) == ["linux1", "phone1", "phone2", "linux2"]
     assert {name: link.get("data-transport") for name, link in links(path.read_text()).items()} == {
         "linux2": "direct", "phone1": "tunnel", "phone2": "tunnel"}
 
@@ -234,3 +234,17 @@ def test_the_readme_picture_is_what_the_lab_plan_draws_now():
     # how) when the drawing or the lab-like plan changes.
     docs = Path(__file__).resolve().parents[2] / "docs" / "cluster.svg"
     assert docs.read_text() == picture.from_plan(planned("lab_like"))
+
+
+def test_a_dead_tunnel_turns_its_link_red():
+    from types import SimpleNamespace
+
+    plan = planned()
+    targets = [SimpleNamespace(planned=host, server=("198.18.0.10", 8080), share_known=True) for host in plan.hosts]
+    problem = SimpleNamespace(check="llama-tunnel-phone1", detail="llama-tunnel-phone1 is down", fix="sv up", severity="fail")
+    statuses = [SimpleNamespace(problems=[problem] if host.role == "master" else [], share=None, memory=None)
+                for host in plan.hosts]
+    found = links(picture.from_status(targets, statuses))
+    assert found["phone1"].find("svg:path", NS).get("stroke") == FAIL
+    assert texts(found["phone1"])[0] == "SSH tunnel DOWN"
+    assert found["phone2"].find("svg:path", NS).get("stroke") != FAIL  # the other tunnel is up

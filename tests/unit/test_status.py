@@ -259,7 +259,7 @@ def test_healthy_hosts_have_no_problems():
     assert phone.phone["wake_lock"] == "taken" and phone.phone["battery"]["percentage"] == 87
     assert phone.temperature_c is None  # unreadable: unknown, never ok
     assert phone.memory == {"total_mb": 3829, "available_mb": 2460, "used_mb": 1369}
-    assert phone.bound == "127.0.0.1:50053 timeout"
+    assert phone.bound == "127.0.0.1:50053 busy (serving its client)"
     master = judged("linux1", LINUX1_OK)
     assert master.server["tokens_per_second"] == 9.25 and master.bound == "198.18.0.11:8080; 127.0.0.1:50053"
 
