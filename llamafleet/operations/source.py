@@ -54,7 +54,7 @@ mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 tar -xzf {shlex.quote(archive)} -C "$tmp" {extract_member}
 if [ ! -f {unpacked}/CMakeLists.txt ]; then
-    echo "llamafleet: no llama.cpp tree at {root or '/'} in {archive}" >&2
+    echo {shlex.quote(f"llamafleet: no llama.cpp tree at {root or '/'} in {archive}")} >&2
     exit 1
 fi
 printf '%s\\n' {shlex.quote(identity)} > {unpacked}/{SOURCE_ID_FILE}
@@ -77,7 +77,7 @@ git -C "$tmp" fetch -q --depth 1 {shlex.quote(repo)} {shlex.quote(ref)}
 git -C "$tmp" -c advice.detachedHead=false checkout -q FETCH_HEAD
 commit=$(git -C "$tmp" rev-parse HEAD)
 if [ ! -f "$tmp"/CMakeLists.txt ]; then
-    echo "llamafleet: {ref} of {repo} has no CMakeLists.txt: not a llama.cpp tree" >&2
+    echo {shlex.quote(f"llamafleet: {ref} of {repo} has no CMakeLists.txt: not a llama.cpp tree")} >&2
     exit 1
 fi
 printf '{{"commit": "%s", "kind": "git", "ref": %s, "repo": %s}}\\n' "$commit" \\
