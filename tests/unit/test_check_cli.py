@@ -7,6 +7,7 @@ the valid inventories exit 0 with a one-line summary.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 from pathlib import Path
 
@@ -105,8 +106,18 @@ def test_valid_inventory_exits_0_with_summary(inventory, capsys):
     )
 
 
-def test_example_inventory_passes(capsys):
-    assert run_cli(["check", str(REPO / "inventory" / "example.py")]) == 0
+def test_example_inventory_passes_once_its_placeholder_sha256_is_replaced(tmp_path, capsys):
+    # The example is copied and filled in: check refuses its placeholder sha256 ("0" * 64) on
+    # every host, and nothing else.
+    example = REPO / "inventory" / "example.py"
+    assert run_cli(["check", str(example)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[:2] for line in lines] == [
+        ["homeserver", "model_sha256"], ["pixel7", "model_sha256"], ["galaxy-s21", "model_sha256"]]
+    assert all("placeholder" in line for line in lines)
+    mine = tmp_path / "mine.py"
+    mine.write_text(example.read_text().replace('"0" * 64', repr(hashlib.sha256(b"qwen").hexdigest())))
+    assert run_cli(["check", str(mine)]) == 0
     summary = capsys.readouterr().out
     assert "3 hosts, master homeserver, workers pixel7, galaxy-s21" in summary
     assert "ref b6500" in summary
