@@ -101,6 +101,7 @@ rpc_ram_fraction = 0.70
 rpc_overhead_mb = 500
 
 # RAM in MB used by `llamafleet check`/plan instead of the detected MemTotal (offline planning).
+# With it on every host, `llamafleet check` refuses a model that cannot fit.
 ram_mb = None
 
 # rpc-server's local tensor cache (`-c`): a worker keeps the tensors it received under
@@ -142,6 +143,11 @@ llama_load_mode = None
 # Address and port llama-server listens on. Default host: the master's cluster address.
 llama_server_host = None
 llama_server_port = 8080
+
+# Allow llama_server_host beyond the cluster (0.0.0.0, or another address than the master's
+# own) where no firewall holds the port to api_allowed_sources: on a phone, or with
+# firewall_enabled = False.
+llama_server_allow_insecure = False
 
 # Context size for llama-server.
 llama_server_ctx = 2048

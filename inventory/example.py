@@ -24,7 +24,7 @@ cluster = (
         # One llama.cpp ref for every node: RPC needs the same protocol version everywhere.
         "llama_cpp_ref": "b6500",
         # The model every node downloads and checks. Put the file's real sha256 here (shown on the
-        # model's page, or `sha256sum FILE`); this value is a placeholder of the right shape.
+        # model's page, or `sha256sum FILE`): `llamafleet check` refuses this placeholder.
         "model_url": "https://huggingface.co/Qwen/Qwen2.5-1.5B-Instruct-GGUF/resolve/main/"
         "qwen2.5-1.5b-instruct-q4_k_m.gguf",
         "model_sha256": "0" * 64,

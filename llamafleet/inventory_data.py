@@ -177,10 +177,19 @@ class ShadowedKey:
 
 @dataclass(frozen=True)
 class LoadedInventory:
-    """The hosts (inventory order) and the inventory values group data files replaced."""
+    """The hosts (inventory order), the inventory values group data files replaced, and every
+    group's data (as pyinfra merged it), including groups no host belongs to: pyinfra keeps the
+    data of a group_data/<name>.py whose group the inventory does not have, and applies it to no
+    host."""
 
     hosts: list[InventoryHost]
     shadowed: list[ShadowedKey]
+    group_data: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def group_data_of(inventory: Any) -> dict[str, dict[str, Any]]:
+    """Every group's data in a pyinfra `Inventory`, by group name."""
+    return {name: dict(data) for name, data in inventory.group_data.items()}
 
 
 def inventory_file_groups(path: Path) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -224,7 +233,7 @@ def load_inventory_full(
             shadowed = _shadowed_keys(Path(path), inventory)
         except Exception as error:  # the file loaded once already; a second run should not fail
             raise InventoryError(f"{path}: cannot load: {_describe(error)}") from error
-        return LoadedInventory(hosts_from_inventory(inventory), shadowed)
+        return LoadedInventory(hosts_from_inventory(inventory), shadowed, group_data_of(inventory))
 
 
 def load_inventory(

@@ -92,6 +92,13 @@ def paths_for(base: str) -> Paths:
     )
 
 
+def model_file_name(data: Any) -> str:
+    """The model's file name under <base>/models: `model_name`, else the last part of
+    `model_file` or `model_url` ("" when none is set). `llamafleet check` refuses a name that is
+    not a plain file name."""
+    return data.get("model_name") or posixpath.basename(data.get("model_file") or data.get("model_url") or "")
+
+
 def resolve_base(host_name: str, configured: Any, platform: dict | None) -> str:
     """Decide the base directory from the `llamafleet_dir` data and the DevicePlatform fact.
 

@@ -60,13 +60,13 @@ def _print_problems(problems: list[Any]) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from llamafleet.inventory_data import InventoryError, load_inventory_full
-    from llamafleet.validate import CLUSTER, Problem, shadowed_problems, summary, validate_hosts
+    from llamafleet.validate import CLUSTER, Problem, summary, validate_loaded
 
     try:
         loaded = load_inventory_full(args.inventory, args.group_data)
     except InventoryError as error:
         return _print_problems([Problem(CLUSTER, "inventory", str(error))])
-    problems = shadowed_problems(loaded.shadowed) + validate_hosts(loaded.hosts)
+    problems = validate_loaded(loaded)
     if problems:
         return _print_problems(problems)
     for warning in warnings(loaded.hosts):

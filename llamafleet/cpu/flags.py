@@ -30,8 +30,9 @@ from .table import CpuTable
 
 Accepts = Callable[[list[str]], bool]
 
-_ARM_MARCH = re.compile(r"armv(\d+)(\.\d+)?(-a)?(\+[a-z0-9-]+)*")
-_TUNE_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+# Public: `llamafleet check` refuses the same values offline (llamafleet.validate.patterns).
+ARM_MARCH = re.compile(r"armv(\d+)(\.\d+)?(-a)?(\+[a-z0-9-]+)*")
+TUNE_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 
 
 class FlagsError(ValueError):
@@ -83,14 +84,14 @@ def _check_overrides(arch: str, cpu_arch: str | None, mcpu: str | None, extra: o
                     f"{cpu_arch!r} is not an x86-64 level; use one of {', '.join(x86.LEVELS)} or 'native'",
                 )
         else:
-            match = _ARM_MARCH.fullmatch(cpu_arch)
+            match = ARM_MARCH.fullmatch(cpu_arch)
             if not match or (arch == "aarch64" and int(match.group(1)) < 8):
                 raise FlagsError(
                     "llama_cpu_arch",
                     f"{cpu_arch!r} is not an ARM -march value for this {arch} device "
                     "(e.g. 'armv8.2-a+dotprod+fp16', or 'native')",
                 )
-    if mcpu is not None and (not isinstance(mcpu, str) or (mcpu and not _TUNE_NAME.fullmatch(mcpu))):
+    if mcpu is not None and (not isinstance(mcpu, str) or (mcpu and not TUNE_NAME.fullmatch(mcpu))):
         raise FlagsError("llama_cpu_mcpu", f"expected a core name such as 'cortex-a76' or '' for none, got {mcpu!r}")
     if extra is not None:
         if isinstance(extra, str) or not isinstance(extra, Sequence):

@@ -12,8 +12,8 @@ from typing import Any
 from pyinfra.api.exceptions import OperationValueError
 
 # Debian/Termux package names: lowercase letters, digits, + - . (policy §5.6.1); we also accept
-# upper case for apt's sake and an `=version` pin.
-_PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+.\-]*(=[A-Za-z0-9:~.+\-]+)?$")
+# upper case for apt's sake and an `=version` pin. `llamafleet check` uses it too.
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.\-]*(=[A-Za-z0-9:~.+\-]+)?")
 
 
 class HostDataError(OperationValueError):
@@ -44,7 +44,7 @@ def package_list(host_name: str, key: str, value: Any) -> list[str]:
     """A list of package names, each checked so nothing odd reaches the package manager."""
     names = string_list(host_name, key, value)
     for name in names:
-        if not _PACKAGE_RE.match(name):
+        if not PACKAGE_NAME.fullmatch(name):
             raise HostDataError(host_name, key, f"{name!r} is not a package name")
     return names
 

@@ -12,6 +12,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.files import Sha256File
 
+from llamafleet.layout import model_file_name
 from llamafleet.operations.archive import sha256_file
 from llamafleet.operations.transfer import upload_verified, verify_and_rename
 
@@ -61,7 +62,7 @@ def model_file(dest: str, sha256: str, src: str | None = None, url: str | None =
 
 def model_dest(data, models_dir: str) -> str:
     """The model's path on a device: <models>/<model_name or the source's basename>."""
-    name = data.get("model_name") or os.path.basename(data.get("model_file") or data.get("model_url") or "")
+    name = model_file_name(data)
     if not name:
         raise ValueError("model_file: neither model_file nor model_url is set")
     return f"{models_dir}/{name}"

@@ -416,7 +416,9 @@ def test_without_its_boot_script_a_rebooted_phone_stays_down_and_dozes(lab):
 
 def test_wrong_model_sha256_stops_before_any_change(lab):
     before = lab_exec("linux1", "ls -l --time-style=+%s /opt/llamafleet/models").stdout
-    result, _ = deploy("--data", "model_sha256=" + "f" * 64)  # not all digits: pyinfra would read an int
+    # Not all digits (pyinfra would read an int) nor one digit repeated (check refuses that as a
+    # placeholder before the file's sha256 is compared): a well-formed wrong sha256.
+    result, _ = deploy("--data", "model_sha256=" + "0123456789abcdef" * 4)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "model_sha256" in output and "gemma-3-270m-q4_k_m.gguf" in output

@@ -164,3 +164,24 @@ def test_missing_archive_names_host_and_key(tmp_path):
     assert result.returncode != 0
     assert "@local: llama_cpp_archive: no such file on the controller" in result.stdout + result.stderr
     assert not (tmp_path / "lf").exists()  # nothing was changed
+
+
+def test_a_ref_is_never_run_as_shell_code(tmp_path):
+    # git allows `$`, `(`, `{` in a branch name; the message about a tree without CMakeLists.txt
+    # names the ref and must print it, not run it. (`llamafleet check` refuses such a ref too.)
+    work = tmp_path / "work"
+    work.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", str(work)]
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    (work / "README").write_text("not llama.cpp\n")
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "one"], check=True)
+    ref = "$(touch${IFS}ran)"
+    subprocess.run(git + ["branch", ref], check=True)
+    dest = tmp_path / "src" / "llama.cpp"
+    dest.parent.mkdir()
+    result = subprocess.run(["sh", "-c", source.git_script(f"file://{work}", ref, str(dest))],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"llamafleet: {ref} of file://{work} has no CMakeLists.txt" in result.stderr
+    assert not (tmp_path / "ran").exists()

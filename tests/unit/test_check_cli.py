@@ -7,6 +7,7 @@ the valid inventories exit 0 with a one-line summary.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 from pathlib import Path
 
@@ -55,6 +56,28 @@ BAD_CASES = {
     "bad_direct_loopback": ("board", "rpc_bind", "box cannot reach it"),
     "bad_api_sources": ("box", "api_allowed_sources", "not an address or CIDR"),
     "bad_chat_template": ("box", "llama_chat_template", "neither a shipped template"),
+    # Values that reach a device's shell, command lines or paths (llamafleet.validate.patterns).
+    "bad_model_name_escape": ("box", "model_name", "must stay inside its directory"),
+    "bad_dir_relative": ("board", "llamafleet_dir", "is not an absolute path"),
+    "bad_url_scheme": ("phone1", "model_url", "not an http:// or https:// URL"),
+    "bad_repo_url": ("box", "llama_cpp_repo", "not an http:// or https:// URL"),
+    "bad_ref_shell": ("board", "llama_cpp_ref", "not a git tag, branch or commit"),
+    "bad_package_name": ("phone2", "extra_packages", "'git; reboot' is not a package name"),
+    "bad_cmake_arg": ("board", "llama_cmake_args", "'-DCMAKE_C_FLAGS=$(reboot)' is not -DNAME=VALUE"),
+    "bad_cpu_arch": ("phone1", "llama_cpu_arch", "is not an ARM -march value"),
+    "bad_compiler": ("board", "llama_compiler", "is not an absolute path"),
+    # The offline fit with ram_mb on every host.
+    "bad_ram_fit": ("cluster", "model_size_mb", "1200 MB does not fit the workers' usable RAM (600 MB"),
+    # llama-server beyond the cluster with nothing to firewall it.
+    "bad_api_no_firewall": ("box", "llama_server_host", "every network with firewall_enabled = False"),
+    "bad_api_termux_master": ("phone1", "llama_server_host", "every network of a phone that cannot firewall"),
+    # What pyinfra lets slide.
+    "bad_group_data_typo/inventory": ("cluster", "rpc_threads", "group 'pixl7'"),
+    "bad_group_shadowed": ("phone1", "rpc_transport", "'direct' from group 'pixel7' is replaced by 'tunnel'"),
+    "bad_termux_no_ssh_port": ("phone1", "ssh_port", "not set: pyinfra would log in on port 22"),
+    "bad_termux_no_temp_dir": ("phone2", "_temp_dir", "not set: pyinfra would put its temporary files in /tmp"),
+    "bad_same_machine_twice": ("phone2", "ssh_hostname", "198.18.0.21 port 8022 is phone1 again"),
+    "bad_sha256_placeholder": ("phone1", "model_sha256", "is a placeholder"),
 }
 
 
@@ -67,8 +90,10 @@ def run_cli(argv: list[str]) -> int:
 
 
 def test_every_bad_inventory_file_has_an_expectation():
-    # A new bad_*.py without an expected line would otherwise be silently untested.
+    # A new bad_*.py without an expected line would otherwise be silently untested. A case that
+    # needs group data of its own sits in a folder: bad_<case>/inventory.py.
     on_disk = {path.stem for path in INVENTORIES.glob("bad_*.py")}
+    on_disk |= {f"{path.parent.name}/inventory" for path in INVENTORIES.glob("bad_*/inventory.py")}
     assert on_disk == set(BAD_CASES)
     assert len(BAD_CASES) >= 15
 
@@ -96,7 +121,7 @@ def test_bad_inventory_reports_only_its_own_mistake(case, capsys):
     assert keys == {key}
 
 
-@pytest.mark.parametrize("inventory", ["good.py", "ok_insecure_allowed.py"])
+@pytest.mark.parametrize("inventory", ["good.py", "ok_insecure_allowed.py", "ok_api_allowed.py"])
 def test_valid_inventory_exits_0_with_summary(inventory, capsys):
     assert run_cli(["check", str(INVENTORIES / inventory)]) == 0
     out, err = capsys.readouterr()
@@ -106,8 +131,18 @@ def test_valid_inventory_exits_0_with_summary(inventory, capsys):
     )
 
 
-def test_example_inventory_passes(capsys):
-    assert run_cli(["check", str(REPO / "inventory" / "example.py")]) == 0
+def test_example_inventory_passes_once_its_placeholder_sha256_is_replaced(tmp_path, capsys):
+    # The example is copied and filled in: check refuses its placeholder sha256 ("0" * 64) on
+    # every host, and nothing else.
+    example = REPO / "inventory" / "example.py"
+    assert run_cli(["check", str(example)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[:2] for line in lines] == [
+        ["homeserver", "model_sha256"], ["pixel7", "model_sha256"], ["galaxy-s21", "model_sha256"]]
+    assert all("placeholder" in line for line in lines)
+    mine = tmp_path / "mine.py"
+    mine.write_text(example.read_text().replace('"0" * 64', repr(hashlib.sha256(b"qwen").hexdigest())))
+    assert run_cli(["check", str(mine)]) == 0
     summary = capsys.readouterr().out
     assert "3 hosts, master homeserver, workers pixel7, galaxy-s21" in summary
     assert "ref b6500" in summary

@@ -3,13 +3,17 @@ it stands for (Linux's unprivileged ports, the documented ranges and choices), n
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from llamafleet.inventory_data import InventoryHost, read_defaults
 from llamafleet.validate import validate_hosts
 
 DEFAULTS = read_defaults()
-SHA = "a" * 64
+# Stand-ins of the right shape (check refuses one repeated digit as a placeholder).
+SHA = hashlib.sha256(b"m.gguf").hexdigest()
+TERMUX_TMP = "/data/data/com.termux/files/usr/tmp"
 CLUSTER = {"llama_cpp_ref": "b6500", "model_url": "https://example.invalid/m.gguf", "model_sha256": SHA}
 
 
@@ -18,7 +22,8 @@ def linux(name: str, address: str, **data) -> InventoryHost:
 
 
 def phone(name: str, address: str, **data) -> InventoryHost:
-    return InventoryHost(name, ("termux",), {**DEFAULTS, **CLUSTER, "ssh_hostname": address, "ssh_port": 8022, **data})
+    return InventoryHost(name, ("termux",), {**DEFAULTS, **CLUSTER, "ssh_hostname": address, "ssh_port": 8022,
+                                             "_temp_dir": TERMUX_TMP, **data})
 
 
 def check(*hosts: InventoryHost) -> list[str]:
@@ -185,7 +190,7 @@ def test_source_and_model_must_be_the_same_on_every_host(tmp_path, key):
         "llama_cpp_archive": (str(files["a.tar.gz"]), str(files["b.tar.gz"])),
         "model_url": ("https://example.invalid/a.gguf", "https://example.invalid/b.gguf"),
         "model_file": (str(files["a.gguf"]), str(files["b.gguf"])),
-        "model_sha256": ("a" * 64, "b" * 64),
+        "model_sha256": (hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()),
     }[key]
     base = dict(CLUSTER)
     if key == "llama_cpp_archive":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import textwrap
 from pathlib import Path
@@ -31,11 +32,11 @@ linux = [
 ]
 termux = (
     [("phone1", {"ssh_hostname": "198.18.0.21"%(phone)s})],
-    {"ssh_port": 8022},
+    {"ssh_port": 8022, "_temp_dir": "/data/data/com.termux/files/usr/tmp"},
 )
 """
 CLUSTER_DATA = 'llama_cpp_ref = "b6500"\nmodel_url = "https://example.invalid/m.gguf"\n' \
-               'model_sha256 = "%s"\nmodel_size_mb = 900\n' % ("b" * 64)
+               'model_sha256 = "%s"\nmodel_size_mb = 900\n' % hashlib.sha256(b"m.gguf").hexdigest()
 
 
 def write_inventory(tmp_path: Path, board: str = "", phone: str = "", extra: str = "") -> Path:
@@ -174,7 +175,7 @@ def test_files_present_on_the_controller_pass(tmp_path):
     model.write_bytes(b"GGUF")
     (tmp_path / "group_data").mkdir()
     (tmp_path / "group_data" / "all.py").write_text(
-        f'llama_cpp_archive = "{archive}"\nmodel_file = "{model}"\nmodel_sha256 = "{"c" * 64}"\n'
+        f'llama_cpp_archive = "{archive}"\nmodel_file = "{model}"\nmodel_sha256 = "{hashlib.sha256(b"m.gguf").hexdigest()}"\n'
     )
     path = tmp_path / "inv.py"
     path.write_text('hosts = [("m", {"llama_role": "master"}), "w"]\n')

@@ -9,5 +9,5 @@ termux = (
         ('phone1', {'ssh_hostname': '198.18.0.21', 'model_url': None}),
         ('phone2', {'ssh_hostname': '198.18.0.22', 'model_url': None}),
     ],
-    {'ssh_port': 8022, 'ssh_user': 'u0_a201'},
+    {'ssh_port': 8022, 'ssh_user': 'u0_a201', '_temp_dir': '/data/data/com.termux/files/usr/tmp'},
 )

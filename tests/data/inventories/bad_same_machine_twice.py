@@ -1,0 +1,13 @@
+"""One phone listed twice under two names (same ssh_hostname and port): its RAM would count twice."""
+
+linux = [
+    ('box', {'ssh_hostname': '198.18.0.10', 'llama_role': 'master'}),
+    ('board', {'ssh_hostname': '198.18.0.31'}),
+]
+termux = (
+    [
+        ('phone1', {'ssh_hostname': '198.18.0.21'}),
+        ('phone2', {'ssh_hostname': '198.18.0.21'}),
+    ],
+    {'ssh_port': 8022, 'ssh_user': 'u0_a201', '_temp_dir': '/data/data/com.termux/files/usr/tmp'},
+)

@@ -1,0 +1,13 @@
+"""A model_url that is not http(s)."""
+
+linux = [
+    ('box', {'ssh_hostname': '198.18.0.10', 'llama_role': 'master'}),
+    ('board', {'ssh_hostname': '198.18.0.31'}),
+]
+termux = (
+    [
+        ('phone1', {'ssh_hostname': '198.18.0.21', 'model_url': 'ftp://example.invalid/models/tiny-Q8_0.gguf'}),
+        ('phone2', {'ssh_hostname': '198.18.0.22'}),
+    ],
+    {'ssh_port': 8022, 'ssh_user': 'u0_a201', '_temp_dir': '/data/data/com.termux/files/usr/tmp'},
+)
