@@ -8,6 +8,7 @@ import time
 from typing import Callable, TextIO
 
 from llamafleet.status import HostStatus, ServiceState, to_json
+from llamafleet.tables import aligned, rich_table
 
 COLUMNS = ("host", "role", "rank", "ssh", "services", "bound", "RAM used/avail", "CPU temp", "phone",
            "share / serving", "build")
@@ -100,26 +101,25 @@ def summary(statuses: list[HostStatus]) -> str:
 
 def render_plain(statuses: list[HostStatus], notes: list[str] = ()) -> str:
     """Aligned columns, one line per host ("; " between a cell's facts), then the problems."""
-    table = [COLUMNS, *[[cell.replace("\n", "; ") for cell in cells(s)] for s in statuses]]
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
+    lines = aligned(COLUMNS, [cells(s) for s in statuses])
+    header_and_rows = len(lines)
     lines += ["", *problem_lines(statuses), *[f"note: {note}" for note in notes], summary(statuses)]
-    return "\n".join(line for i, line in enumerate(lines) if line or i == len(table))
+    return "\n".join(line for i, line in enumerate(lines) if line or i == header_and_rows)
 
 
 def render_rich(statuses: list[HostStatus], notes: list[str] = ()):
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"llamafleet status  {time.strftime('%H:%M:%S')}", title_justify="left")
-    for column in COLUMNS:
-        table.add_column(column, no_wrap=column in ("host", "role", "rank", "ssh"))
+    rows = []
     for s in statuses:
-        row = [Text(cell) for cell in cells(s)]  # plain text: "[::]:8080" is no markup
+        row = [Text(cell) for cell in cells(s)]
         row[3].stylize("green" if s.reachable else "bold red")
-        table.add_row(*row, style="red" if any(p.severity == "fail" for p in s.problems)
-                      else "yellow" if s.problems else None)
+        rows.append(row)
+    styles = ["red" if any(p.severity == "fail" for p in s.problems) else "yellow" if s.problems else None
+              for s in statuses]
+    table = rich_table(COLUMNS, rows, f"llamafleet status  {time.strftime('%H:%M:%S')}",
+                       ("host", "role", "rank", "ssh"), styles)
     below = []
     for line in problem_lines(statuses):
         style = "bold red" if line.startswith("FAIL") else "yellow" if line.startswith("WARN") else "dim"

@@ -115,7 +115,19 @@ def run_plan(args: argparse.Namespace) -> int:
     except PlanError as error:
         print(error, file=sys.stderr)
         return EXIT_PROBLEM
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else render_table(plan))
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+    elif sys.stdout.isatty():  # the same rich table as `status`
+        from rich.console import Console
+
+        from llamafleet.plan import PLAN_COLUMNS, master_lines, table_rows
+        from llamafleet.tables import rich_table
+
+        console = Console()
+        console.print(rich_table(PLAN_COLUMNS, table_rows(plan), "llamafleet plan", ("host", "role", "rank")))
+        console.print("\n".join(master_lines(plan)), highlight=False, markup=False)
+    else:
+        print(render_table(plan))
     if getattr(args, "svg", None):
         from llamafleet.picture import from_plan
 
