@@ -7,35 +7,15 @@ expected line is written out from the rule it stands for.
 
 from __future__ import annotations
 
-import hashlib
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from llamafleet.inventory_data import InventoryHost, read_defaults
-from llamafleet.validate import validate_hosts, validate_inventory
+from llamafleet.inventory_data import InventoryHost
+from llamafleet.validate import validate_inventory
 
-DEFAULTS = read_defaults()
-SHA = hashlib.sha256(b"m.gguf").hexdigest()
-CLUSTER = {"llama_cpp_ref": "b6500", "model_url": "https://example.invalid/m.gguf", "model_sha256": SHA}
-TERMUX_TMP = "/data/data/com.termux/files/usr/tmp"
-
-
-def linux(name: str, address: str, **data) -> InventoryHost:
-    return InventoryHost(name, ("linux",), {**DEFAULTS, **CLUSTER, "ssh_hostname": address, **data})
-
-
-def phone(name: str, address: str, **data) -> InventoryHost:
-    return InventoryHost(name, ("termux",), {**DEFAULTS, **CLUSTER, "ssh_hostname": address, "ssh_port": 8022,
-                                             "_temp_dir": TERMUX_TMP, **data})
-
-
-def check(*hosts: InventoryHost) -> list[str]:
-    return [str(problem) for problem in validate_hosts(list(hosts))]
-
-
-MASTER = linux("box", "198.18.0.10", llama_role="master")
+from check_hosts import CLUSTER, DEFAULTS, MASTER, SHA, TERMUX_TMP, check, linux, phone  # noqa: F401
 
 
 # --- values that reach a device: a strict pattern each ---------------------------------------------
