@@ -75,7 +75,7 @@ def compiles_in(output_or_log: str) -> int:
 
 
 def lab(phones: int = 2, linux: int = 2):
-    from llamafleet.lab import down, load_state, up
+    from llamafleet_lab import down, load_state, up
 
     down()
     up(phones=phones, linux=linux)
@@ -83,7 +83,7 @@ def lab(phones: int = 2, linux: int = 2):
 
 
 def lab_down() -> None:
-    from llamafleet.lab import down
+    from llamafleet_lab import down
 
     down()
 

@@ -29,7 +29,7 @@ def completion_rate(workdir, runs: int) -> list[float]:
 
 def load_seconds() -> float:
     """Restart llama-server and time until /health is ok (tensors sent to every worker)."""
-    from llamafleet.lab import lab_exec
+    from llamafleet_lab import lab_exec
 
     lab_exec("linux1", "SVDIR=/etc/service sv restart llama-server")
     started = time.monotonic()

@@ -26,7 +26,7 @@ SEED_BUILD = (
 
 def seeds_rerun(state) -> float:
     """All devices rebuild their targets from scratch at once, as the guides have users do."""
-    from llamafleet.lab import lab_exec
+    from llamafleet_lab import lab_exec
 
     jobs = []
     for host in state.hosts:

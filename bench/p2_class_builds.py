@@ -17,7 +17,7 @@ TASKS = ("tasks/packages.py", "tasks/source.py", "tasks/build.py")
 
 
 def compiles_on(state) -> int:
-    from llamafleet.lab import lab_exec
+    from llamafleet_lab import lab_exec
 
     total = 0
     for host in state.hosts:

@@ -20,7 +20,7 @@ SEEDS = "-G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_RPC=O
 
 
 def clean_build(host: str, src: str, args: str, target: str | None) -> float:
-    from llamafleet.lab import lab_exec
+    from llamafleet_lab import lab_exec
 
     jobs = os.cpu_count() or 2
     target_arg = f"--target {target}" if target else ""

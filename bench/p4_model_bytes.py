@@ -34,7 +34,7 @@ def report_bytes(model_size: int, before: dict, middle: dict, after: dict) -> No
 
 
 def model_size() -> int:
-    from llamafleet.assets import model_path
+    from llamafleet_lab.assets import model_path
 
     return model_path().stat().st_size
 

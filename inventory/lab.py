@@ -5,10 +5,10 @@
 
 Groups: `termux` (phone1..N, the Termux app user on port 8022) and `linux` (linux1..M, root;
 linux1 is the master). Host data (addresses, key, known_hosts, cluster data) comes from the
-lab's state: see llamafleet/lab/inventory.py. Reading the state needs root.
+lab's state: see lab/llamafleet_lab/inventory.py. Reading the state needs root.
 """
 
-from llamafleet.lab import inventory_groups
+from llamafleet_lab import inventory_groups
 
 _groups = inventory_groups()  # raises "the lab is not up ...: run `llamafleet lab up` first"
 

@@ -1,16 +1,20 @@
-"""The `llamafleet` command: one sub-command per area, each registered by its own module."""
+"""The `llamafleet` command: one sub-command per area, each registered by its own module.
+
+Other installed distributions add sub-commands through the `llamafleet.commands` entry-point
+group: each entry names a `register(subparsers)` function. The lab (lab/, `llamafleet-lab`)
+adds `lab` and `assets` this way, so the product itself never imports it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
 # Each module exposes `register(subparsers)`; it adds its parser(s) and sets `func`
 # (called with the parsed args, returning the exit code).
 _COMMAND_MODULES = (
-    "llamafleet.lab.cli",
-    "llamafleet.assets",
     "llamafleet.cpu.cli",
     "llamafleet.validate_cli",
     "llamafleet.verify_cli",
@@ -18,6 +22,22 @@ _COMMAND_MODULES = (
     "llamafleet.doctor",
     "llamafleet.status",
 )
+
+PLUGIN_GROUP = "llamafleet.commands"
+
+
+def _register_plugins(subparsers) -> None:
+    """Sub-commands of other installed distributions, in name order. One that fails to load is
+    reported and left out: the product's own commands must keep working without it."""
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda entry: entry.name):
+        try:
+            entry.load()(subparsers)
+        except Exception as error:  # a plugin's bug or a half-installed plugin: any error
+            print(
+                f"llamafleet: command {entry.name!r} from {entry.value} not loaded: "
+                f"{type(error).__name__}: {error}",
+                file=sys.stderr,
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    _register_plugins(subparsers)
     return parser
 
 

@@ -34,8 +34,9 @@ def _file_version(path: str | os.PathLike) -> tuple:
 def sha256_file(path: str | os.PathLike) -> str:
     """sha256 of a local file, memoised while the file is unchanged.
 
-    The one controller-side sha256 of the project: llamafleet.assets and serving.model use it
-    too (the key is the real path, size and mtime, so a changed file is hashed again).
+    The one controller-side sha256 of the project: serving.model and the lab's assets
+    (llamafleet_lab.assets) use it too (the key is the real path, size and mtime, so a changed
+    file is hashed again).
     """
     key = ("sha256",) + _file_version(path)
     if key not in _memo:

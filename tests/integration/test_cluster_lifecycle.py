@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from llamafleet.lab import down, lab_exec, load_state, reboot, up
-from llamafleet.lab import phone as lab_phone
-from llamafleet.lab import sshd as lab_ssh
+from llamafleet_lab import down, lab_exec, load_state, reboot, up
+from llamafleet_lab import phone as lab_phone
+from llamafleet_lab import sshd as lab_ssh
 from llamafleet.serving.probes import tcp_reachable
 from llamafleet.verify_cli import complete
 
@@ -216,7 +216,7 @@ def test_chat_clients_get_clean_replies_from_a_build_that_says_what_it_is(lab):
     request = urllib.request.Request(f"{MASTER_API}/props", headers={"Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         props = json.load(response)
-    from llamafleet.assets import LLAMA_CPP_SDIST_SHA256
+    from llamafleet_lab.assets import LLAMA_CPP_SDIST_SHA256
 
     assert props["build_info"].endswith("archive-" + LLAMA_CPP_SDIST_SHA256[:12]), props["build_info"]
     assert "<start_of_turn>" in props.get("chat_template", ""), props.get("chat_template", "")[:200]

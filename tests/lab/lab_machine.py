@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llamafleet.lab import LabNotUp, load_state
+from llamafleet_lab import LabNotUp, load_state
 
 # Mount points the lab may create on the machine (and must remove again).
 MAYBE_CREATED = ("/data", "/etc/iptables", "/etc/nftables.d", "/var/log/llamafleet")

@@ -47,7 +47,7 @@ def lab():
     """The lab, brought up for this module unless it is up already (then left as it was)."""
     if os.geteuid() != 0:
         pytest.skip("lab tests need root (network namespaces)")
-    from llamafleet import lab as lab_api
+    import llamafleet_lab as lab_api
 
     started_here = False
     try:
@@ -73,7 +73,7 @@ def inventory_with(tmp_path: Path, phone_data: dict) -> Path:
     device class would add)."""
     path = tmp_path / f"lab_{abs(hash(json.dumps(phone_data, sort_keys=True)))}.py"
     path.write_text(
-        "from llamafleet.lab import inventory_groups\n"
+        "from llamafleet_lab import inventory_groups\n"
         "_groups = inventory_groups()\n"
         f"_extra = {phone_data!r}\n"
         "termux = [(name, {**data, **_extra}) for name, data in _groups['termux']]\n"

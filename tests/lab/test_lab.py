@@ -20,11 +20,11 @@ import pytest
 
 from lab_machine import Snapshot, cmdline, nft_tables, require_root_and_no_lab
 
-from llamafleet.lab import LabError, LabState, down, lab_exec, reboot, up
-from llamafleet.lab import cli as lab_cli
-from llamafleet.lab import phone
-from llamafleet.lab import sshd as lab_sshd
-from llamafleet.lab.topology import BRIDGE, NETNS_PREFIX, NFT_TABLE, VETH_PREFIX
+from llamafleet_lab import LabError, LabState, down, lab_exec, reboot, up
+from llamafleet_lab import cli as lab_cli
+from llamafleet_lab import phone
+from llamafleet_lab import sshd as lab_sshd
+from llamafleet_lab.topology import BRIDGE, NETNS_PREFIX, NFT_TABLE, VETH_PREFIX
 
 pytestmark = pytest.mark.lab
 

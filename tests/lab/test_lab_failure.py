@@ -9,8 +9,8 @@ import time
 import pytest
 from lab_machine import Snapshot, require_root_and_no_lab
 
-from llamafleet.lab import LabError, state_dir, up
-from llamafleet.lab import network, sshd
+from llamafleet_lab import LabError, state_dir, up
+from llamafleet_lab import network, sshd
 
 pytestmark = pytest.mark.lab
 

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from llamafleet.lab import android_edge, cli as lab_cli
-from llamafleet.lab import execute, inventory, sshd, termux
-from llamafleet.lab.state import LabNotUp, LabState, load_state
-from llamafleet.lab.termux_packages import BOOTSTRAP, PACKAGES, render_packages_index
-from llamafleet.lab.termux_programs import LAB_PAYLOAD
-from llamafleet.lab.topology import plan_hosts
+from llamafleet_lab import android_edge, cli as lab_cli
+from llamafleet_lab import execute, inventory, sshd, termux
+from llamafleet_lab.state import LabNotUp, LabState, load_state
+from llamafleet_lab.termux_packages import BOOTSTRAP, PACKAGES, render_packages_index
+from llamafleet_lab.termux_programs import LAB_PAYLOAD
+from llamafleet_lab.topology import plan_hosts
 
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
-PKG = REPO / "llamafleet/lab/bin/pkg"
+PKG = REPO / "lab/llamafleet_lab/bin/pkg"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -111,7 +111,7 @@ def prefix(tmp_path):
         (tmp_path / directory).mkdir(parents=True)
     (tmp_path / "var/lib/dpkg/status").write_text("")
     (tmp_path / "var/lib/apt/lists/termux-main_Packages").write_text(render_packages_index(termux.machine_dpkg_architecture()))
-    shutil.copytree(REPO / "llamafleet/lab/bin", tmp_path / LAB_PAYLOAD)
+    shutil.copytree(REPO / "lab/llamafleet_lab/bin", tmp_path / LAB_PAYLOAD)
     return tmp_path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llamafleet import assets
+from llamafleet_lab import assets
 
 
 def _make_wheel(path: Path, member: str, payload: bytes) -> str:

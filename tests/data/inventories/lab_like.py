@@ -1,4 +1,4 @@
-"""The lab's four hosts as `llamafleet lab up` makes them (llamafleet/lab/topology.py): linux1
+"""The lab's four hosts as `llamafleet lab up` makes them (lab/llamafleet_lab/topology.py): linux1
 the master, linux2 a direct worker, phone1 and phone2 Termux workers behind SSH tunnels, with
 the lab's model (Gemma 3 270M, 253 MB). Phones first, as inventory/lab.py lists them: ranks
 phone1 1, phone2 2, linux2 3. Offline: plan it with lab_like.facts.json."""

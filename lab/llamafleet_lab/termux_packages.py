@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from llamafleet.lab.termux_programs import package_files
+from llamafleet_lab.termux_programs import package_files
 
 
 class TermuxPackage(NamedTuple):

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llamafleet.lab.topology import LabHost, state_dir
+from llamafleet_lab.topology import LabHost, state_dir
 
 STATE_FILE = "state.json"
 MARKER_FILE = ".llamafleet-lab"

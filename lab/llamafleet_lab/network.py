@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from llamafleet.lab.topology import (
+from llamafleet_lab.topology import (
     BRIDGE,
     CONTROLLER_ADDRESS,
     NETNS_PREFIX,

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from llamafleet.lab import hostinit, hostsetup, network, phone, sshd
-from llamafleet.lab.state import MARKER_FILE, LabError, LabNotUp, LabState, load_state
-from llamafleet.lab.topology import LabHost, plan_hosts, state_dir
+from llamafleet_lab import hostinit, hostsetup, network, phone, sshd
+from llamafleet_lab.state import MARKER_FILE, LabError, LabNotUp, LabState, load_state
+from llamafleet_lab.topology import LabHost, plan_hosts, state_dir
 
 SSH_WAIT_SECONDS = 20.0
 LAUNCH_TIMEOUT = 60.0

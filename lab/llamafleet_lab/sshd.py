@@ -11,7 +11,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from llamafleet.lab.topology import LabHost
+from llamafleet_lab.topology import LabHost
 
 SSHD = "/usr/sbin/sshd"  # sshd must be started by absolute path (it re-executes itself)
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"  # pyinfra uploads files over SFTP
@@ -69,7 +69,7 @@ _SET_BY_SSHD = ("HOME", "USER", "LOGNAME", "SHELL")
 
 def write_phone_sshd_files(host: LabHost, etc_ssh: Path, env: dict[str, str]) -> None:
     """$PREFIX/etc/ssh of a phone: host key and sshd_config (paths as the phone sees them)."""
-    from llamafleet.lab.termux import TERMUX_PREFIX  # termux imports this module
+    from llamafleet_lab.termux import TERMUX_PREFIX  # termux imports this module
 
     generate_keypair(etc_ssh / HOST_KEY_NAME, f"{host.user}@{host.name}")
     session_env = {key: value for key, value in env.items() if key not in _SET_BY_SSHD}

@@ -13,8 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
-from llamafleet.lab import android_edge, sshd, termux
-from llamafleet.lab.topology import LabHost
+from llamafleet_lab import android_edge, sshd, termux
+from llamafleet_lab.topology import LabHost
 
 # Paths a deploy writes on a Linux host (llamafleet_dir /opt/llamafleet, runit services,
 # sysctl drop-ins, firewall rules, logs) plus the temporary directories. Each gets its own

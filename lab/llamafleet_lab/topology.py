@@ -106,7 +106,7 @@ def plan_hosts(phones: int, linux: int) -> list[LabHost]:
         raise ValueError(f"--linux must be between 1 and {MAX_LINUX} (linux1 is the master), got {linux}")
 
     # Imported here to keep this module free of lab-internal dependencies at import time.
-    from llamafleet.lab.termux import TERMUX_HOME
+    from llamafleet_lab.termux import TERMUX_HOME
 
     hosts: list[LabHost] = []
     for index in range(1, linux + 1):

@@ -5,7 +5,7 @@ Stands for: the file lists of Termux's packages (termux-packages `packages/*/bui
 only once the package that ships it is installed. The lab's programs really are the machine's:
 a lab package's files are links to the machine's binaries of the Debian package(s) named here
 (found with `dpkg-query -L` when `lab up` writes the index), plus lab stand-ins from
-llamafleet/lab/bin for Termux's own scripts. `pkg install` creates them and `pkg uninstall`
+lab/llamafleet_lab/bin for Termux's own scripts. `pkg install` creates them and `pkg uninstall`
 removes them, so `command -v ss` finds nothing until `pkg install iproute2`.
 
 A package not listed here (or whose Debian twin the machine lacks) installs no programs; its
@@ -141,7 +141,7 @@ def package_files(name: str) -> list[tuple[str, str]]:
 
 
 def lab_scripts() -> set[str]:
-    """Names of the stand-in scripts of llamafleet/lab/bin that some package ships."""
+    """Names of the stand-in scripts of lab/llamafleet_lab/bin that some package ships."""
     return {
         source.removeprefix("lab:")
         for spec in PACKAGE_FILES.values()

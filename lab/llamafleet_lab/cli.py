@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from llamafleet.lab import execute, lifecycle, phone
-from llamafleet.lab.state import LabError, LabNotUp, load_state
+from llamafleet_lab import execute, lifecycle, phone
+from llamafleet_lab.state import LabError, LabNotUp, load_state
 
 EXIT_NOT_ROOT = 2
 

@@ -6,17 +6,17 @@ in their own network, mount, UTS and PID namespaces on a bridge (198.18.0.0/24),
 
 Python API (for tests and other modules):
 
-    from llamafleet.lab import up, down, load_state, lab_exec, reboot, status
+    from llamafleet_lab import up, down, load_state, lab_exec, reboot, status
     state = load_state()                      # LabState; raises LabNotUp when not up
     lab_exec("phone1", "pkg install -y jq")   # CompletedProcess, as the host's user
     reboot("phone1")                          # returns the host's boot status
 """
 
-from llamafleet.lab.execute import lab_exec
-from llamafleet.lab.inventory import inventory_groups
-from llamafleet.lab.lifecycle import down, reboot, status, up
-from llamafleet.lab.state import LabError, LabNotUp, LabState, load_state
-from llamafleet.lab.topology import LabHost, state_dir
+from llamafleet_lab.execute import lab_exec
+from llamafleet_lab.inventory import inventory_groups
+from llamafleet_lab.lifecycle import down, reboot, status, up
+from llamafleet_lab.state import LabError, LabNotUp, LabState, load_state
+from llamafleet_lab.topology import LabHost, state_dir
 
 __all__ = [
     "LabError",

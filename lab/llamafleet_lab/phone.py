@@ -18,8 +18,8 @@ import os
 import signal
 from pathlib import Path
 
-from llamafleet.lab import hostsetup, termux
-from llamafleet.lab.state import LabError, LabState, load_state
+from llamafleet_lab import hostsetup, termux
+from llamafleet_lab.state import LabError, LabState, load_state
 
 
 def _phone_dir(state: LabState, name: str) -> Path:

@@ -13,11 +13,11 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from llamafleet.lab import android_edge, termux
-from llamafleet.lab import hostsetup
-from llamafleet.lab.hostsetup import LINUX_ENV
-from llamafleet.lab.state import LabState, load_state
-from llamafleet.lab.topology import LabHost
+from llamafleet_lab import android_edge, termux
+from llamafleet_lab import hostsetup
+from llamafleet_lab.hostsetup import LINUX_ENV
+from llamafleet_lab.state import LabState, load_state
+from llamafleet_lab.topology import LabHost
 
 
 def exec_argv(host: LabHost, init_pid: int, command: Sequence[str], *, root: bool = False) -> list[str]:

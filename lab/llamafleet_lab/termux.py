@@ -20,10 +20,10 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from llamafleet.lab import sshd
-from llamafleet.lab.termux_packages import BOOTSTRAP, render_packages_index
-from llamafleet.lab.termux_programs import LAB_PAYLOAD
-from llamafleet.lab.topology import LabHost
+from llamafleet_lab import sshd
+from llamafleet_lab.termux_packages import BOOTSTRAP, render_packages_index
+from llamafleet_lab.termux_programs import LAB_PAYLOAD
+from llamafleet_lab.topology import LabHost
 
 TERMUX_VERSION = "0.118.3"
 TERMUX_APP_DIR = "/data/data/com.termux"
@@ -242,10 +242,10 @@ def build_phone_data(host: LabHost, data_root: Path, authorized_key: str) -> Non
 
 
 def _install_payload(prefix: Path) -> None:
-    """The lab's stand-in scripts (llamafleet/lab/bin) go where `pkg` copies them from."""
+    """The lab's stand-in scripts (lab/llamafleet_lab/bin) go where `pkg` copies them from."""
     payload = prefix / LAB_PAYLOAD
     payload.mkdir(parents=True, exist_ok=True)
-    for entry in (resources.files("llamafleet.lab") / "bin").iterdir():
+    for entry in (resources.files("llamafleet_lab") / "bin").iterdir():
         if entry.name.startswith(".") or entry.name == "__pycache__":
             continue
         with resources.as_file(entry) as path:

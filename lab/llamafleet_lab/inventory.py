@@ -7,18 +7,16 @@ llamafleet data keys that depend on the lab (documented in group_data/all.py).
 
 from __future__ import annotations
 
-from llamafleet.lab.state import LabState, load_state
-from llamafleet.lab.termux import TERMUX_TMPDIR
-from llamafleet.lab.topology import CONTROLLER_ADDRESS, LabHost
+from llamafleet_lab.state import LabState, load_state
+from llamafleet_lab.termux import TERMUX_TMPDIR
+from llamafleet_lab.topology import CONTROLLER_ADDRESS, LabHost
 
 
 def asset_data() -> dict:
-    """llama_cpp_archive, model_file, model_sha256 and llama_chat_template from llamafleet.assets, when that module
-    (written separately) exists; keys it cannot provide yet are left out."""
-    try:
-        from llamafleet import assets
-    except ImportError:
-        return {}
+    """llama_cpp_archive, model_file, model_sha256 and llama_chat_template from the lab's assets
+    (llamafleet_lab.assets); keys it cannot provide are left out."""
+    from llamafleet_lab import assets
+
     data = {}
     for key, getter in (("llama_cpp_archive", "llama_cpp_archive_path"), ("model_file", "model_path")):
         function = getattr(assets, getter, None)
