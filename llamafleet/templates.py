@@ -19,7 +19,9 @@ from pathlib import Path
 from jinja2 import FileSystemLoader
 from pyinfra.api.util import get_template
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+# In the package (a wheel carries them); the checkout's templates/ is a link to this folder, so
+# the deploy directory shows them where pyinfra deploys keep theirs.
+TEMPLATES = Path(__file__).resolve().parent / "host_templates"
 
 
 def template_path(relative: str) -> str:

@@ -1,4 +1,4 @@
-"""testinfra hosts for the verify suite (tests/verify), connected the way pyinfra connects.
+"""testinfra hosts for the verify suite (llamafleet/verify_suite), connected the way pyinfra connects.
 
 testinfra's paramiko backend builds its own client from a hostspec and an ssh_config, and has no
 place for most `ssh_*` keys (password, key passphrase, known_hosts file, host key policy, connect

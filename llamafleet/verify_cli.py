@@ -15,7 +15,8 @@ from llamafleet.inventory_data import InventoryError, load_inventory
 from llamafleet.plan import api_url_of
 from llamafleet.serving.secrets import secrets_dir
 
-REPO = Path(__file__).resolve().parents[1]
+# The testinfra suite ships in the package: `verify` works wherever llamafleet is installed.
+SUITE = Path(__file__).resolve().parent / "verify_suite"
 
 
 def master_api_url(inventory_path: str) -> str:
@@ -70,8 +71,9 @@ def _cmd_complete(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     command = [
-        sys.executable, "-m", "pytest", str(REPO / "tests" / "verify"),
-        "--inventory", args.inventory, "-p", "no:cacheprovider", "-q", *args.pytest_args,
+        sys.executable, "-m", "pytest", str(SUITE), "--rootdir", str(SUITE),
+        # anyio's plugin (an openai dependency) imports ssl before pyinfra patches it.
+        "--inventory", args.inventory, "-p", "no:cacheprovider", "-p", "no:anyio", "-q", *args.pytest_args,
     ]
     return subprocess.call(command)
 

@@ -16,7 +16,7 @@ from llamafleet.serving.services import Service
 from llamafleet.serving.wakelock import prestart_lines, take_command
 from llamafleet.templates import TEMPLATES, render
 
-REPO = TEMPLATES.parent
+REPO = TEMPLATES.parents[1]
 RECORD = "/data/data/com.termux/files/home/llamafleet/run/wake-lock"
 
 

@@ -1,22 +1,16 @@
-"""The verify suite's independent oracles (tests/verify/oracles.py): the expected firewall rules
+"""The verify suite's independent oracles (llamafleet/verify_suite/oracles.py): the expected firewall rules
 from inventory inputs, the parsers of what a real kernel prints, and that the comparison
 catches the wrong rules a product could write."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location("verify_oracles", Path(__file__).parents[1] / "verify" / "oracles.py")
-oracles = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = oracles  # dataclasses look their module up there
-_SPEC.loader.exec_module(oracles)
+from llamafleet.verify_suite import oracles
 
 Rule, ANYWHERE, LOOPBACK, ACCEPT, DROP = oracles.Rule, oracles.ANYWHERE, oracles.LOOPBACK, oracles.ACCEPT, oracles.DROP
 

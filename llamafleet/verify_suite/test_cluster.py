@@ -17,7 +17,7 @@ from llamafleet.serving.netsettings import NET_SETTINGS, SettableSysctls
 from llamafleet.layout import TERMUX_BOOT_SCRIPT
 from llamafleet.serving.wakelock import BOOT_ID_FILE, parse_record
 from llamafleet.verify_cli import complete
-from oracles import (
+from llamafleet.verify_suite.oracles import (
     Rule,
     authorized_key_options,
     cluster_address,

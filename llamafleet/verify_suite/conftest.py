@@ -1,4 +1,4 @@
-"""testinfra suite for any llamafleet cluster: `pytest tests/verify --inventory inventory/x.py`.
+"""testinfra suite for any llamafleet cluster: `llamafleet verify inventory/x.py` runs it.
 
 The inventory is loaded the way pyinfra loads it (host + group data); the plan is made from the
 devices' live facts, exactly as deploy.py makes it, and every check compares a device with the
@@ -19,13 +19,18 @@ from llamafleet.inventory_data import load_inventory
 from llamafleet.layout import paths_for, resolve_base
 from llamafleet.plan import Plan, PlannedHost, make_plan, model_size_from_data
 from llamafleet.testinfra_ssh import verify_host
-from oracles import worker_transport
+from llamafleet.verify_suite.oracles import worker_transport
+
+
+def pytest_addoption(parser):
+    parser.addoption("--inventory", action="store", help="pyinfra inventory of the cluster to check")
+    parser.addoption("--group-data", action="store", default=None, help="group data directory (default: the deploy's)")
 
 
 def _inventory_option(config) -> str:
     path = config.getoption("--inventory") or os.environ.get("LLAMAFLEET_INVENTORY")
     if not path:
-        raise pytest.UsageError("tests/verify needs --inventory INVENTORY (or LLAMAFLEET_INVENTORY)")
+        raise pytest.UsageError("the verify suite needs --inventory INVENTORY (or LLAMAFLEET_INVENTORY)")
     return path
 
 

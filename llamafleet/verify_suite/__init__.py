@@ -1,0 +1,1 @@
+"""The testinfra suite `llamafleet verify INVENTORY` runs against a deployed cluster."""
