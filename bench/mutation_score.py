@@ -6,9 +6,9 @@ dropped...). A mutant is killed when at least one test fails on it; one that sur
 product the tests would let through.
 
 Tool: mutmut 2.5.1 (`pip install -e '.[mutation]'`). mutmut 3 mutates only inside undecorated
-functions; this core keeps much of its behaviour in module-level tables (validate's RANGES,
-CHOICES and key kinds; plan.py's QUANT_BITS; tunnels.py's key options) and in pyinfra operations
-(`@operation()` in firewall.py), which only mutmut 2 mutates.
+functions; this core keeps much of its behaviour in module-level tables (the settings'
+declarations: kinds, ranges, choices, patterns; the plan's QUANT_BITS; tunnels.py's key options)
+and in pyinfra operations (`@operation()` in firewall.py), which only mutmut 2 mutates.
 
 How a run stays within 2 cores:
 - one traced run of tests/unit first records which tests call each function of the modules (and
@@ -48,14 +48,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, REPO, report  # noqa: E402
 
 MODULES = [
-    # llamafleet/validate.py until it was split by what its rules look at.
+    # llamafleet/validate.py until it was split by what its rules look at; the per-key rules
+    # (kinds, ranges, choices, patterns) are the settings' declarations since.
+    "llamafleet/settings/declare.py",
+    "llamafleet/settings/tunables.py",
+    "llamafleet/settings/patterns.py",
     "llamafleet/validate/schema.py",
-    "llamafleet/validate/patterns.py",
     "llamafleet/validate/host_rules.py",
     "llamafleet/validate/network_rules.py",
     "llamafleet/validate/cluster_rules.py",
     "llamafleet/validate/group_rules.py",
-    "llamafleet/plan.py",
+    # llamafleet/plan.py until it became a package: the placing, and one function per decision.
+    "llamafleet/plan/make.py",
+    "llamafleet/plan/decide.py",
+    "llamafleet/plan/firewall.py",
     "llamafleet/cpu/flags.py",
     "llamafleet/serving/firewall.py",
     "llamafleet/serving/tunnels.py",

@@ -6,9 +6,13 @@ later group (pyinfra does not deep-merge), so overrides are kept as separate fla
 `llamafleet check` treats the names below as the complete set of known keys: a key in
 inventory or group data that is neither here nor a pyinfra connector/global key is an error.
 `None` means "decided by llamafleet from the device's facts or the plan".
+
+Rendered from the declarations in llamafleet/settings/tunables.py (kind, default, allowed
+values and this doc, one place per key): change a key there, then run
+`python -m llamafleet.settings.all_py > group_data/all.py`.
 """
 
-# --- Cluster roles and addresses -------------------------------------------------------------
+# --- Cluster roles and addresses ------------------------------------------------------------
 
 # "master" runs llama-server (rank 0) and talks to the workers; "worker" runs ggml-rpc-server.
 # Exactly one master per inventory.
@@ -20,8 +24,10 @@ cluster_address = None
 
 # --- llama.cpp source (one ref for the whole cluster: RPC needs matching protocol versions) ---
 
-# Git repository and ref (tag or commit) cloned shallowly on each device.
+# Git repository cloned shallowly on each device.
 llama_cpp_repo = "https://github.com/ggml-org/llama.cpp"
+
+# The ref (tag or commit) of llama_cpp_repo to build.
 llama_cpp_ref = None
 
 # Or: a source archive on the controller (.tar.gz), uploaded to offline devices. A
@@ -78,6 +84,8 @@ extra_packages = []
 
 # Worker ports are rpc_port_base + rank - 1, unless a host sets rpc_port.
 rpc_port_base = 50052
+
+# This worker's RPC port, instead of one from rpc_port_base.
 rpc_port = None
 
 # Address the worker's rpc-server binds. Default: its cluster address (or 127.0.0.1 when
@@ -96,8 +104,10 @@ rpc_allow_insecure = False
 rpc_threads = None
 
 # A device holds at most this fraction of its RAM in model tensors (the guides see crashes
-# above ~75 %), minus rpc_overhead_mb for the process and the OS.
-rpc_ram_fraction = 0.70
+# above ~75 %), minus rpc_overhead_mb.
+rpc_ram_fraction = 0.7
+
+# RAM in MB kept for the rpc-server process and the OS.
 rpc_overhead_mb = 500
 
 # RAM in MB used by `llamafleet check`/plan instead of the detected MemTotal (offline planning).
@@ -112,10 +122,13 @@ rpc_cache = False
 
 # --- Model ----------------------------------------------------------------------------------
 
-# Either a URL downloaded on each device, or a file on the controller uploaded to each device.
-# model_sha256 is required with model_url and checked in both cases.
+# The model: a URL each device downloads it from (model_sha256 required), or model_file.
 model_url = None
+
+# Or the model as a file on the controller, uploaded to each device.
 model_file = None
+
+# The model's sha256: required with model_url, and checked in both cases.
 model_sha256 = None
 
 # Model size in MB for offline planning when only model_url is given (with model_file the
@@ -140,8 +153,10 @@ llama_load_mode = None
 
 # --- Master (llama-server) ------------------------------------------------------------------
 
-# Address and port llama-server listens on. Default host: the master's cluster address.
+# Address llama-server listens on. Default: the master's cluster address.
 llama_server_host = None
+
+# Port llama-server listens on.
 llama_server_port = 8080
 
 # Allow llama_server_host beyond the cluster (0.0.0.0, or another address than the master's

@@ -92,11 +92,11 @@ def paths_for(base: str) -> Paths:
     )
 
 
-def model_file_name(data: Any) -> str:
+def model_file_name(settings: Any) -> str:
     """The model's file name under <base>/models: `model_name`, else the last part of
-    `model_file` or `model_url` ("" when none is set). `llamafleet check` refuses a name that is
-    not a plain file name."""
-    return data.get("model_name") or posixpath.basename(data.get("model_file") or data.get("model_url") or "")
+    `model_file` or `model_url` ("" when none is set), from a host's typed settings.
+    `llamafleet check` refuses a name that is not a plain file name."""
+    return settings.model_name or posixpath.basename(settings.model_file or settings.model_url or "")
 
 
 def resolve_base(host_name: str, configured: Any, platform: dict | None) -> str:

@@ -97,7 +97,7 @@ def _bound(target: Target, status: HostStatus, s: dict[str, str], master: str) -
     running = {service.name for service in status.services if service.state == "running"}
     if planned.platform == "termux" and planned.role == "worker":
         commands = listen_commands(target)
-        listening = check_listening(lambda c: (0, s.get(f"listen{commands.index(c)}", "")), planned, target.rpc_binary)
+        listening = check_listening(lambda c: (0, s.get(f"listen{commands.index(c)}", "")), planned, target.binary)
         # A local connect that times out met a full backlog: an rpc-server busy with its client.
         answer = "busy (serving its client)" if listening.at_endpoint == TIMEOUT else listening.at_endpoint
         status.bound, row = f"{listening.endpoint} {answer}", bind_row(planned.name, listening)

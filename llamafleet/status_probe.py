@@ -28,9 +28,8 @@ from typing import Mapping
 
 from llamafleet import probe_output
 from llamafleet.probe_output import sh_path
-from llamafleet.layout import paths_for, resolve_base
-from llamafleet.operations.buildinputs import RPC_BINARY, SERVER_BINARY
-from llamafleet.plan import PlannedHost, host_port, is_wildcard
+from llamafleet.layout import paths_for
+from llamafleet.plan import HostInput, PlannedHost, host_port, is_wildcard, platform_of
 from llamafleet.serving.listening import check_listening
 from llamafleet.serving.probes import connect_probe, process_argvs
 from llamafleet.serving.wakelock import BOOT_ID_FILE
@@ -45,7 +44,8 @@ SYSTEMD_PROPS = "LoadState,ActiveState,SubState,NRestarts,ActiveEnterTimestamp,A
 
 @dataclass
 class Target:
-    """One host as the probe sees it: the plan's entry and where llamafleet lives there."""
+    """One host as the probe sees it: the plan's entry and where llamafleet lives there (all of
+    it the plan's decisions; `rpc_binary` stands in another program for a test)."""
 
     planned: PlannedHost
     data: Mapping
@@ -54,16 +54,16 @@ class Target:
     prefix: str
     tunnels: dict[str, int] = field(default_factory=dict)  # master: service -> local port
     share_known: bool = True
-    rpc_binary: str = RPC_BINARY
+    rpc_binary: str = ""
+    server: tuple[str, int] = ("", 0)  # master: where llama-server listens
 
     @property
     def name(self) -> str:
         return self.planned.name
 
     @property
-    def server(self) -> tuple[str, int]:
-        address = self.data.get("llama_server_host") or self.planned.cluster_address
-        return address, int(self.data.get("llama_server_port") or 8080)
+    def binary(self) -> str:
+        return self.rpc_binary or self.planned.binary
 
     @property
     def services(self) -> list[str]:
@@ -84,30 +84,38 @@ class ServiceState:
     pid: int | None = None
 
 
+def _with_stand_ins(host: HostInput, missing: bool) -> HostInput:
+    """A host as the plan gets it here: a phone's home where its platform fact has none, and for a
+    host whose facts could not be read a stand-in RAM, so that ranks, ports, binds and paths
+    (which need no facts) are still planned."""
+    device = dict(host.facts.get("DevicePlatform") or {})
+    device.setdefault("platform", platform_of(host))
+    device["home"] = device.get("home") or (TERMUX_HOME if device["platform"] == "termux" else "~")
+    facts = {**host.facts, "DevicePlatform": device}
+    if missing:
+        facts["MemInfo"] = {"total_mb": 1 << 30}
+    return replace(host, facts=facts)
+
+
 def targets_from(gathered) -> list[Target]:
     """The plan's hosts, with where llamafleet lives on each. Hosts whose facts could not be read
-    get a stand-in RAM so that ranks, ports and binds (which need no facts) are still planned;
-    the shares, which need every worker's RAM, are then unknown."""
+    are planned with a stand-in RAM: the shares, which need every worker's RAM, are then unknown."""
     from llamafleet.plan import make_plan, model_size_from_data
 
     missing = {h.name for h in gathered.hosts if not (h.facts.get("MemInfo") or {}).get("total_mb")}
-    hosts = [replace(h, facts={**h.facts, "MemInfo": {"total_mb": 1 << 30}}) if h.name in missing else h
-             for h in gathered.hosts]
+    hosts = [_with_stand_ins(h, h.name in missing) for h in gathered.hosts]
     plan = make_plan(hosts, model_size_from_data(hosts[0].data) or 0)  # PlanError: the caller says why
-    by_name = {h.name: h for h in gathered.hosts}
+    by_name = {h.name: h for h in hosts}
+    tunnels = {f"llama-tunnel-{w.name}": w.rpc_port for w in plan.workers() if w.transport == "tunnel"}
+    server = (plan.master.server_host, plan.master.server_port)
     targets = []
     for planned in plan.hosts:
         source = by_name[planned.name]
-        termux = planned.platform == "termux"
-        fact = dict(source.facts.get("DevicePlatform") or {})
-        fact.setdefault("platform", planned.platform)
-        fact["home"] = fact.get("home") or (TERMUX_HOME if termux else "~")
-        tunnels = {f"llama-tunnel-{w.name}": w.rpc_port for w in plan.workers() if w.transport == "tunnel"}
+        master = planned.role == "master"
         targets.append(Target(
-            planned, source.data,
-            source.data.get("service_manager") or fact.get("service_manager") or ("termux-services" if termux else "runit"),
-            resolve_base(planned.name, source.data.get("llamafleet_dir"), fact), fact.get("prefix") or TERMUX_PREFIX,
-            tunnels if planned.role == "master" else {}, share_known=not missing))
+            planned, source.data, planned.service_manager, planned.base,
+            source.facts["DevicePlatform"].get("prefix") or TERMUX_PREFIX,
+            tunnels if master else {}, share_known=not missing, server=server if master else ("", 0)))
     return targets
 
 
@@ -117,7 +125,7 @@ def targets_from(gathered) -> list[Target]:
 def listen_commands(target: Target) -> list[str]:
     """The probes check_listening runs for a worker (recorded, to be run inside the one command)."""
     seen: list[str] = []
-    check_listening(lambda command: (seen.append(command), (0, ""))[1], target.planned, target.rpc_binary)
+    check_listening(lambda command: (seen.append(command), (0, ""))[1], target.planned, target.binary)
     return seen
 
 
@@ -137,7 +145,7 @@ def probe_command(target: Target) -> str:
             sections += [(f"defined {name}", f"stat -c %Y {q(layout.definition_dir + '/run')} {q(paths.bin)}"),
                          (f"starts {name}", f"cat {logs}/@* {logs}/current | grep -F -- {shlex.quote(START_LINES[name])}")]
     if termux:
-        binary = target.rpc_binary if target.planned.role == "worker" else SERVER_BINARY
+        binary = target.binary
         sections += [("record", f"cat {q(paths.wake_lock_record)}"),
                      ("cpuset_of", f"p=$({{ {process_argvs(binary)}; }} | head -n 1 | cut -f 1); echo ${{p:-self}}"),
                      ("cpuset", "cat /proc/${p:-self}/cpuset"), ("allowed", "cat /proc/${p:-self}/status"),

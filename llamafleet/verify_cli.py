@@ -13,6 +13,7 @@ from pathlib import Path
 
 from llamafleet.inventory_data import InventoryError, load_inventory
 from llamafleet.plan import api_url_of
+from llamafleet.settings import settings_for
 from llamafleet.serving.secrets import secrets_dir
 
 # The testinfra suite ships in the package: `verify` works wherever llamafleet is installed.
@@ -24,7 +25,7 @@ def master_api_url(inventory_path: str) -> str:
     masters = [h for h in hosts if h.data.get("llama_role") == "master"]
     if len(masters) != 1:
         raise InventoryError(f"{inventory_path}: llama_role: need exactly one master")
-    return api_url_of(masters[0].name, masters[0].data)
+    return api_url_of(masters[0].name, settings_for(masters[0].name, masters[0].data))
 
 
 def complete(api_url: str, api_key: str, prompt: str, n_predict: int = 32, timeout: float = 300) -> dict:

@@ -16,46 +16,34 @@ from llamafleet.facts import CpuProfile
 from llamafleet.layout import device_paths
 from llamafleet.operations import build
 from llamafleet.operations.archive import sha256_file
-from llamafleet.operations.buildinputs import ROLES
-from llamafleet.operations.hostdata import (
-    HostDataError,
-    boolean,
-    choice,
-    optional_positive_int,
-    optional_string,
-    string_list,
-)
+from llamafleet.operations.hostdata import HostDataError
+from llamafleet.serving import cluster
 
+me = cluster.this_host()
+settings = cluster.settings()
 paths = device_paths(host)
-data = host.data
 
 
 def _expected_source() -> str | None:
     """The source identity the device will have once tasks/source.py ran (for the preview)."""
-    archive = data.get("llama_cpp_archive")
-    if archive and os.path.isfile(os.path.expanduser(str(archive))):
-        return f"archive:{sha256_file(os.path.expanduser(str(archive)))}"
-    if data.get("llama_cpp_ref"):
-        return f"git:{data.get('llama_cpp_ref')}"
+    archive = settings.llama_cpp_archive
+    if archive and os.path.isfile(os.path.expanduser(archive)):
+        return f"archive:{sha256_file(os.path.expanduser(archive))}"
+    if settings.llama_cpp_ref:
+        return f"git:{settings.llama_cpp_ref}"
     return None
 
 
-role = choice(host.name, "llama_role", data.get("llama_role"), ROLES)
-cpu_arch = optional_string(host.name, "llama_cpu_arch", data.get("llama_cpu_arch"))
-cpu_mcpu = optional_string(host.name, "llama_cpu_mcpu", data.get("llama_cpu_mcpu"))
-cmake_args = string_list(host.name, "llama_cmake_args", data.get("llama_cmake_args"))
-cpu_table = optional_string(host.name, "llama_cpu_table", data.get("llama_cpu_table"))
-
-# Check the CPU overrides now, while preparing: a bad one must stop the deploy before any host
-# is touched, not halfway through it.
+# The CPU overrides against this device's CPU (a fact): a bad fit must stop the deploy now,
+# while preparing, not halfway through it.
 try:
     build_flags(
-        host.get_fact(CpuProfile, cpu_table=cpu_table),
+        host.get_fact(CpuProfile, cpu_table=settings.llama_cpu_table),
         None,
-        llama_cpu_arch=cpu_arch,
-        llama_cpu_mcpu=cpu_mcpu,
-        llama_cmake_args=cmake_args,
-        table=table_for(cpu_table),
+        llama_cpu_arch=settings.llama_cpu_arch,
+        llama_cpu_mcpu=settings.llama_cpu_mcpu,
+        llama_cmake_args=settings.llama_cmake_args,
+        table=table_for(settings.llama_cpu_table),
     )
 except FlagsError as error:
     raise HostDataError(host.name, error.key, str(error).split(": ", 1)[-1]) from error
@@ -65,16 +53,14 @@ except CpuTableError as error:
 build.resolve(
     name="Work out the llama.cpp build (class, flags, targets)",
     paths=paths,
-    role=role,
-    compiler=optional_string(host.name, "llama_compiler", data.get("llama_compiler")),
-    cpu_arch=cpu_arch,
-    cpu_mcpu=cpu_mcpu,
-    cmake_args=cmake_args,
-    cpu_table=cpu_table,
-    jobs=optional_positive_int(host.name, "llama_build_jobs", data.get("llama_build_jobs")),
-    once_per_class=boolean(
-        host.name, "llama_build_once_per_class", data.get("llama_build_once_per_class", True)
-    ),
+    role=me.role,
+    compiler=settings.llama_compiler,
+    cpu_arch=settings.llama_cpu_arch,
+    cpu_mcpu=settings.llama_cpu_mcpu,
+    cmake_args=settings.llama_cmake_args,
+    cpu_table=settings.llama_cpu_table,
+    jobs=settings.llama_build_jobs,
+    once_per_class=settings.llama_build_once_per_class,
     expected_source=_expected_source(),
 )
 

@@ -9,7 +9,6 @@ from pyinfra.operations import files
 
 from llamafleet.layout import device_paths
 from llamafleet.serving import chat_template, cluster
-from llamafleet.serving.model import model_dest
 from llamafleet.serving.probes import endpoints_reachable, http_healthy
 from llamafleet.serving.secrets import api_key_file, tunnel_key
 from llamafleet.serving.services import Service, services_retired, supervise
@@ -20,9 +19,10 @@ me = cluster.this_host()
 
 if me.role == "master":
     plan = cluster.current_plan()
+    settings = cluster.settings()
     platform = cluster.platform_facts(host)
     paths = device_paths(host)
-    manager = cluster.service_manager(host)
+    manager = me.service_manager
     etc = f"{paths.base}/etc"
     tunnelled = [worker for worker in plan.workers() if worker.transport == "tunnel"]
 
@@ -38,7 +38,8 @@ if me.role == "master":
             host_key = target.get_fact(SshHostKey)
             if not host_key:
                 raise ValueError(f"{worker.name}: rpc_transport: tunnel needs the worker's sshd host key, none found")
-            lines.append(known_hosts_line(worker.cluster_address, int(target.data.get("ssh_port") or 22), host_key))
+            ssh_port = cluster.settings(target).ssh_port or 22
+            lines.append(known_hosts_line(worker.cluster_address, ssh_port, host_key))
         known_hosts = f"{etc}/tunnel_known_hosts"
         files.template(
             name="Workers' host keys for the tunnels",
@@ -48,7 +49,7 @@ if me.role == "master":
             entries=lines,
         )
         for worker in tunnelled:
-            target = cluster.inventory_host(worker.name)
+            target_settings = cluster.settings(cluster.inventory_host(worker.name))
             supervise(
                 Service(
                     name=f"llama-tunnel-{worker.name}",
@@ -56,9 +57,9 @@ if me.role == "master":
                     argv=tunnel_argv(
                         key_file=f"{etc}/tunnel_ed25519",
                         known_hosts=known_hosts,
-                        user=target.data.get("ssh_user") or "root",
+                        user=target_settings.ssh_user or "root",
                         address=worker.cluster_address,
-                        ssh_port=int(target.data.get("ssh_port") or 22),
+                        ssh_port=target_settings.ssh_port or 22,
                         rpc_port=worker.rpc_port,
                     ),
                 ),
@@ -83,7 +84,7 @@ if me.role == "master":
     endpoints_reachable(name="Every worker answers", endpoints=endpoints, timeout=120)
 
     # A model without its own chat template gets the one the inventory names (see chat_template).
-    template_src = chat_template.template_source(host.data.get("llama_chat_template"))
+    template_src = chat_template.template_source(settings.llama_chat_template)
     template_args: list[str] = []
     template_upload = None
     if template_src is not None:
@@ -91,11 +92,10 @@ if me.role == "master":
         template_upload = files.put(name="Chat template", src=str(template_src), dest=template_on_device, mode="644")
         template_args = ["--chat-template-file", template_on_device]
 
-    server_host = host.data.get("llama_server_host") or me.cluster_address
-    server_port = int(host.data.get("llama_server_port"))
+    server_host, server_port = plan.master.server_host, plan.master.server_port
     argv = [
-        f"{paths.bin}/llama-server",
-        "-m", model_dest(host.data, paths.models),
+        f"{paths.bin}/{me.binary}",
+        "-m", cluster.model_path(me),
         "--rpc", plan.master.rpc,
         "-ts", plan.master.tensor_split,
         # Offload every layer to the RPC devices, so the plan's split is what runs.
@@ -108,7 +108,7 @@ if me.role == "master":
         # /health it answers only with the API key (llama.cpp tools/server/server-http.cpp).
         "--metrics",
         "-t", str(plan.master.threads),
-        "-c", str(host.data.get("llama_server_ctx")),
+        "-c", str(settings.llama_server_ctx),
         *template_args,
     ]
     supervise(
@@ -119,7 +119,7 @@ if me.role == "master":
             wait_for=endpoints,
             # llama-server reads its model, key and chat template only at start: a new binary,
             # key or template restarts it; a new model changes the definition (its sha256 is in the environment).
-            env=[("LLAMAFLEET_MODEL_SHA256", str(host.data.get("model_sha256")).lower())],
+            env=[("LLAMAFLEET_MODEL_SHA256", str(settings.model_sha256).lower())],
             restart_if=lambda: (
                 cluster.binaries_changed(host)()
                 or key_upload.did_change()

@@ -1,16 +1,15 @@
 """The model on the master (and on workers when `model_on_workers`), sha256-checked, never re-sent."""
 
-from pyinfra import host
+from llamafleet.serving import cluster
+from llamafleet.serving.model import model_file
 
-from llamafleet.layout import device_paths
-from llamafleet.serving.cluster import this_host
-from llamafleet.serving.model import model_dest, model_file
+me, settings = cluster.this_host(), cluster.settings()
 
-if this_host().role == "master" or host.data.get("model_on_workers"):
+if me.role == "master" or settings.model_on_workers:
     model_file(
         name="Model present and verified",
-        dest=model_dest(host.data, device_paths(host).models),
-        sha256=host.data.get("model_sha256"),
-        src=host.data.get("model_file"),
-        url=host.data.get("model_url"),
+        dest=cluster.model_path(me),
+        sha256=settings.model_sha256,
+        src=settings.model_file,
+        url=settings.model_url,
     )

@@ -1,24 +1,25 @@
 """Linux network settings: the sysctl drop-in and the firewall. Termux has no root: skipped there.
 
-Firewall policy: a worker's RPC port accepts the master only (llama.cpp RPC has no
-authentication); the master's API port accepts `api_allowed_sources` and the master itself.
-Tunnelled workers listen on 127.0.0.1 and need no rule. SSH and everything else is left alone.
+Firewall policy (the plan's, llamafleet.plan.firewall): a worker's RPC port accepts the master
+only (llama.cpp RPC has no authentication); the master's API port accepts `api_allowed_sources`
+and the master itself. Tunnelled workers listen on 127.0.0.1 and need no rule. SSH and
+everything else is left alone.
 """
 
 from pyinfra import host, logger
 from pyinfra.operations import files, server
 
-from llamafleet.serving.cluster import master_host, this_host
-from llamafleet.serving.firewall import FirewallBackend, effective_backend, iptables_chain, nftables_table, policy_for
+from llamafleet.serving import cluster
+from llamafleet.serving.firewall import iptables_chain, nftables_table
 from llamafleet.serving.netsettings import NET_SETTINGS, SYSCTL_DROPIN, SettableSysctls
 from llamafleet.templates import template_path
 
-me = this_host()
+me = cluster.this_host()
 
 if me.platform == "termux":
     logger.info(f"{host.name}: sysctl and firewall skipped: Termux has no root (RPC goes through the SSH tunnel)")
 else:
-    if host.data.get("sysctl_enabled"):
+    if cluster.settings().sysctl_enabled:
         files.template(
             name="sysctl drop-in",
             src=template_path("etc/sysctl.d/90-llamafleet.conf.j2"),
@@ -34,18 +35,14 @@ else:
             else:
                 logger.info(f"{host.name}: sysctl {setting.key} is not settable here (kept in the drop-in for boot)")
 
-    if host.data.get("firewall_enabled"):
-        policy = policy_for(
-            me, master_host(), int(host.data.get("llama_server_port")), host.data.get("api_allowed_sources", [])
-        )
-        backend = effective_backend(host.data.get("firewall_backend") or host.get_fact(FirewallBackend))
+    if me.firewall:
+        backend = cluster.firewall_backend(host, me)
         if backend == "iptables":
-            iptables_chain(name="Firewall (iptables chain LLAMAFLEET)", policy=policy)
+            iptables_chain(name="Firewall (iptables chain LLAMAFLEET)", policy=me.firewall.policy)
         elif backend == "nftables":
-            nftables_table(name="Firewall (nftables table llamafleet)", policy=policy)
+            nftables_table(name="Firewall (nftables table llamafleet)", policy=me.firewall.policy)
         else:
             raise ValueError(
                 f"{host.name}: firewall_backend: no iptables or nft found on the host: install "
                 "nftables or iptables, or set firewall_enabled = False to manage it yourself"
             )
-

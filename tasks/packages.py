@@ -4,29 +4,23 @@ Lists come from group data: `termux_packages` or `apt_packages` for the platform
 `extra_packages` for a device class. A second run installs nothing.
 """
 
-from pyinfra import host
 from pyinfra.operations import apt
 
-from llamafleet.layout import platform_name
 from llamafleet.operations import termux
-from llamafleet.operations.hostdata import merge_unique, package_list
+from llamafleet.operations.hostdata import merge_unique
+from llamafleet.serving import cluster
 
-platform = platform_name(host)
-extra = package_list(host.name, "extra_packages", host.data.get("extra_packages"))
+settings = cluster.settings()
 
-if platform == "termux":
+if cluster.this_host().platform == "termux":
     termux.packages(
         name="Install Termux packages",
-        packages=merge_unique(
-            package_list(host.name, "termux_packages", host.data.get("termux_packages")), extra
-        ),
+        packages=merge_unique(settings.termux_packages, settings.extra_packages),
     )
 else:
     # No `update`: the package lists are refreshed by the admin, and offline hosts (the lab) must
     # still converge when everything is installed already.
     apt.packages(
         name="Install Debian packages",
-        packages=merge_unique(
-            package_list(host.name, "apt_packages", host.data.get("apt_packages")), extra
-        ),
+        packages=merge_unique(settings.apt_packages, settings.extra_packages),
     )

@@ -26,7 +26,8 @@ try:
 except PlanError as error:
     raise PyinfraError(f"the cluster plan cannot work, nothing was changed:\n{error}") from None
 
-model_file, model_sha256 = host.data.get("model_file"), host.data.get("model_sha256")
+settings = cluster.settings()
+model_file, model_sha256 = settings.model_file, settings.model_sha256
 if model_file and local_sha256(model_file) != str(model_sha256).lower():
     raise PyinfraError(
         f"{host.name}: model_sha256: {model_file} has sha256 {local_sha256(model_file)}, "

@@ -1,8 +1,8 @@
 """Supervised rpc-server workers, and on Termux the boot script that brings them back.
 
 Workers run `ggml-rpc-server -H <bind> -p <port> -t <big cores>` under termux-services (Termux),
-systemd or runit (Linux). With `rpc_transport = tunnel` they bind 127.0.0.1 and accept the
-master's tunnel key for that one port forward.
+systemd or runit (Linux), all as the plan decided them. With `rpc_transport = tunnel` they bind
+127.0.0.1 and accept the master's tunnel key for that one port forward.
 """
 
 from pyinfra import host
@@ -16,13 +16,14 @@ from llamafleet.serving.tunnels import authorized_key_line
 from llamafleet.templates import template_path
 
 me = cluster.this_host()
+settings = cluster.settings()
 platform = cluster.platform_facts(host)
 paths = device_paths(host)
 
 if me.role == "worker":
-    argv = [f"{paths.bin}/{cluster.rpc_binary_name(host)}", "-H", me.address, "-p", str(me.rpc_port), "-t", str(me.threads)]
+    argv = [f"{paths.bin}/{me.binary}", "-H", me.address, "-p", str(me.rpc_port), "-t", str(me.threads)]
     env = []
-    if host.data.get("rpc_cache"):
+    if settings.rpc_cache:
         argv.append("-c")
         env.append(("LLAMA_CACHE", f"{paths.base}/cache"))
     supervise(
@@ -35,7 +36,7 @@ if me.role == "worker":
             writable=[f"{paths.base}/cache"],
             prestart=cluster.prestart_lines(host, me),
         ),
-        manager=cluster.service_manager(host),
+        manager=me.service_manager,
         prefix=platform.get("prefix"),
     )
 
@@ -57,7 +58,7 @@ if me.role == "worker":
             present=False,
         )
 
-    if me.platform == "termux" and host.data.get("termux_boot"):
+    if me.platform == "termux" and settings.termux_boot:
         files.template(
             name="Termux:Boot script (wake lock, wait for network, start services)",
             src=template_path("termux/boot.sh.j2"),
@@ -65,7 +66,7 @@ if me.role == "worker":
             mode="700",
             prefix=platform["prefix"],
             address=me.cluster_address,
-            network_wait=int(host.data.get("termux_boot_network_wait")),
+            network_wait=settings.termux_boot_network_wait,
             log_file=f"{paths.logs}/boot.log",
             wake_lock=wakelock.take_command(paths.wake_lock_record),
         )

@@ -1,19 +1,14 @@
-"""Read and check the group/host data llamafleet's build pipeline uses.
+"""The error a task raises for a host's data, and how the package lists are merged.
 
-Every error names the host and the data key, and is raised while pyinfra prepares the deploy:
-before any command runs on any host.
+A value's kind, range, choices and pattern are checked once, against its declaration
+(llamafleet.settings): tasks read typed settings and check nothing again. What is left here is
+what a task learns only while preparing (a CPU override that does not fit the CPU, an archive
+without a llama.cpp tree), raised before any command runs on any host.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from pyinfra.api.exceptions import OperationValueError
-
-# Debian/Termux package names: lowercase letters, digits, + - . (policy §5.6.1); we also accept
-# upper case for apt's sake and an `=version` pin. `llamafleet check` uses it too.
-PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.\-]*(=[A-Za-z0-9:~.+\-]+)?")
 
 
 class HostDataError(OperationValueError):
@@ -28,27 +23,6 @@ class HostDataError(OperationValueError):
         super().__init__(f"{host_name}: {key}: {message}")
 
 
-def string_list(host_name: str, key: str, value: Any) -> list[str]:
-    """A list of non-empty strings (None counts as empty)."""
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise HostDataError(host_name, key, f"expected a list of strings, got {value!r}")
-    for item in value:
-        if not isinstance(item, str) or not item.strip():
-            raise HostDataError(host_name, key, f"expected a list of strings, found {item!r}")
-    return [item.strip() for item in value]
-
-
-def package_list(host_name: str, key: str, value: Any) -> list[str]:
-    """A list of package names, each checked so nothing odd reaches the package manager."""
-    names = string_list(host_name, key, value)
-    for name in names:
-        if not PACKAGE_NAME.fullmatch(name):
-            raise HostDataError(host_name, key, f"{name!r} is not a package name")
-    return names
-
-
 def merge_unique(*lists: list[str]) -> list[str]:
     """Concatenate lists, keeping the first occurrence of each item (order matters for output)."""
     seen: set[str] = set()
@@ -59,31 +33,3 @@ def merge_unique(*lists: list[str]) -> list[str]:
                 seen.add(item)
                 merged.append(item)
     return merged
-
-
-def optional_positive_int(host_name: str, key: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise HostDataError(host_name, key, f"expected a whole number >= 1, got {value!r}")
-    return value
-
-
-def boolean(host_name: str, key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise HostDataError(host_name, key, f"expected True or False, got {value!r}")
-    return value
-
-
-def optional_string(host_name: str, key: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise HostDataError(host_name, key, f"expected a string, got {value!r}")
-    return value
-
-
-def choice(host_name: str, key: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise HostDataError(host_name, key, f"expected one of {', '.join(allowed)}, got {value!r}")
-    return value

@@ -3,6 +3,10 @@
 pyinfra runs the task files once per host; the plan spans all hosts, so the first task file to
 ask makes it (reading the other hosts' facts through their own connections) and the rest reuse
 it. The same `make_plan` backs `llamafleet plan`, so what the user saw is what is deployed.
+
+Every per-host decision a task acts on (bind, port, threads, service manager, binary, model
+path, firewall) is read from the plan, never worked out again in a task; paths come from
+llamafleet.layout.device_paths, the function the plan's `base` comes from too.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from llamafleet.gather import plan_fact_classes, read_fact
 from llamafleet.inventory_data import hosts_from_inventory
 from llamafleet.layout import device_paths, device_platform
 from llamafleet.plan import HostInput, Plan, PlannedHost, make_plan, model_size_from_data
+from llamafleet.plan.firewall import backend_in_use
+from llamafleet.settings import HostSettings, settings_for
 
 _PLAN_CACHE: dict[int, Plan | Exception] = {}
 _PLAN_LOCK = BoundedSemaphore()
@@ -58,16 +64,18 @@ def current_plan() -> Plan:
 
 def this_host() -> PlannedHost:
     """The current host's entry in the plan."""
-    plan = current_plan()
-    for planned in plan.hosts:
-        if planned.name == host.name:
-            return planned
-    raise KeyError(f"{host.name}: not in the plan")
+    return current_plan().host(host.name)
 
 
 def master_host() -> PlannedHost:
     plan = current_plan()
     return next(planned for planned in plan.hosts if planned.role == "master")
+
+
+def settings(target=host) -> HostSettings:
+    """The typed settings of `target` (the current host by default): every task reads its
+    data through these, checked once against the declarations (llamafleet.settings)."""
+    return settings_for(target.name, target.data)
 
 
 def inventory_host(name: str):
@@ -84,14 +92,19 @@ def platform_facts(target) -> dict[str, Any]:
     return device_platform(target)
 
 
-def service_manager(target) -> str:
-    """`service_manager` data, else what the device has (DevicePlatform fact)."""
-    return target.data.get("service_manager") or platform_facts(target).get("service_manager") or "runit"
+def model_path(planned: PlannedHost, target=host) -> str:
+    """The model's path on the device, as the plan decided it."""
+    from llamafleet.serving.model import model_dest
+
+    return planned.model_path or model_dest(settings(target), device_paths(target).models)
 
 
-def rpc_binary_name(target) -> str:
-    """ggml-rpc-server today; older refs built `rpc-server` (the build installs under today's name)."""
-    return "ggml-rpc-server"
+def firewall_backend(target, planned: PlannedHost) -> str | None:
+    """The backend holding the host's rules: the plan's choice, else what the host has (its
+    FirewallBackend fact, read only then)."""
+    from llamafleet.serving.firewall import FirewallBackend
+
+    return backend_in_use(planned.firewall, lambda: target.get_fact(FirewallBackend))
 
 
 def binaries_changed(target):
@@ -101,18 +114,18 @@ def binaries_changed(target):
     return lambda: changed(target)
 
 
-def prestart_lines(target, planned) -> list[str]:
+def prestart_lines(target, planned: PlannedHost) -> list[str]:
     """What a service on this host re-establishes before it starts, every time: the wake lock
     on a phone (a sleeping worker stalls the cluster; taking it twice is harmless), recorded
-    with the boot id for `llamafleet doctor`, and, on a Linux host with a firewall, llamafleet's
-    rules (the kernel forgets them at reboot)."""
+    with the boot id for `llamafleet doctor`, and, where the plan says so, llamafleet's
+    firewall rules (the kernel forgets them at reboot)."""
     from llamafleet.serving import wakelock
-    from llamafleet.serving.firewall import FirewallBackend, effective_backend, restore_commands
+    from llamafleet.serving.firewall import restore_commands
 
     if planned.platform == "termux":
         return wakelock.prestart_lines(device_paths(target).wake_lock_record)
-    if target.data.get("firewall_enabled") and (planned.role == "master" or planned.address != "127.0.0.1"):
-        backend = effective_backend(target.data.get("firewall_backend") or target.get_fact(FirewallBackend))
+    if planned.firewall and planned.firewall.restore_at_start:
+        backend = firewall_backend(target, planned)
         if backend in ("iptables", "nftables"):
             return restore_commands(backend)
     return []

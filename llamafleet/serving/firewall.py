@@ -4,8 +4,10 @@ llama.cpp's RPC has no authentication, so on a host that can firewall, only the 
 worker's port. Everything else on the host (SSH above all) is left as it was: llamafleet owns one
 chain (iptables) or one table (nftables) and only touches traffic to its own ports.
 
-Each backend has a fact that reads the live rules in a normalised form and an operation that
-compares them with the wanted ones and yields commands only for a difference. The rules files
+Which rules a host gets and which backend holds them is the plan's decision
+(llamafleet.plan.firewall). Each backend has a fact that reads the live rules in a normalised
+form and an operation that compares them with the wanted ones and yields commands only for a
+difference. The rules files
 and the lines the services run to restore them are rendered from templates/ (etc/iptables,
 etc/nftables.d, firewall/, prestart/); the wanted rules are read back from the rendered file, so
 the template decides them, an edited one included.
@@ -15,46 +17,21 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Iterable
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, operation
 
-from llamafleet.plan import PlannedHost, is_loopback
+# The rules themselves are the plan's (llamafleet.plan.firewall); named here for the operations.
+from llamafleet.plan.firewall import FirewallPolicy, PortRule, effective_backend, policy_for
 from llamafleet.templates import render, render_lines
+
+__all__ = ["CHAIN", "NFT_TABLE", "FirewallBackend", "FirewallPolicy", "IptablesChain", "NftTable", "PortRule",
+           "effective_backend", "iptables_chain", "nftables_table", "policy_for", "restore_commands"]
 
 CHAIN = "LLAMAFLEET"
 NFT_TABLE = "llamafleet"
 IPTABLES_RULES_FILE = "/etc/iptables/llamafleet.rules"
 NFT_RULES_FILE = "/etc/nftables.d/llamafleet.nft"
-
-
-@dataclass(frozen=True)
-class PortRule:
-    """TCP `port` accepts connections from `sources` (addresses or CIDRs) and loopback only."""
-
-    port: int
-    sources: tuple[str, ...]
-    purpose: str = ""
-
-
-@dataclass
-class FirewallPolicy:
-    rules: list[PortRule] = field(default_factory=list)
-
-
-def policy_for(me: PlannedHost, master: PlannedHost, api_port: int, api_allowed_sources: Iterable[str]) -> FirewallPolicy:
-    """One host's policy: a worker's RPC port, when it is reachable beyond loopback (whatever its
-    transport), admits the master only; the master's API port admits itself and
-    `api_allowed_sources`. A tunnelled worker listens on loopback and needs no rule."""
-    rules = []
-    if me.role == "worker" and not is_loopback(me.address):
-        rules.append(PortRule(me.rpc_port, (master.cluster_address,), "RPC from the master"))
-    if me.role == "master":
-        sources = [me.cluster_address, *api_allowed_sources]
-        rules.append(PortRule(api_port, tuple(dict.fromkeys(sources)), "llama-server API"))
-    return FirewallPolicy(rules)
 
 
 def _cidr(source: str) -> str:
@@ -250,12 +227,6 @@ def restore_commands(backend: str) -> list[str]:
             "prestart/iptables.sh.j2", rules_file=IPTABLES_RULES_FILE, chain=CHAIN, jump_is_first=jump_is_first(CHAIN)
         )
     return render_lines("prestart/nftables.sh.j2", rules_file=NFT_RULES_FILE)
-
-
-def effective_backend(detected: str | None) -> str | None:
-    """The backend llamafleet drives. ufw and firewalld manage iptables/nftables themselves;
-    llamafleet's own chain (iptables) or table (nftables) sits beside theirs untouched by them."""
-    return {"ufw": "iptables", "firewalld": "nftables"}.get(detected or "", detected)
 
 
 class FirewallBackend(FactBase):

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from llamafleet.operations.buildinputs import RPC_BINARY
 from llamafleet.plan import PlannedHost, host_port, is_loopback, is_wildcard
 from llamafleet.serving.probes import (
     ACCEPTED,
@@ -131,8 +130,11 @@ def _answer(run: Run, command: str) -> str:
 LOCAL_PROBE_SECONDS = 1
 
 
-def check_listening(run: Run, planned: PlannedHost, binary: str = RPC_BINARY, seconds: int = LOCAL_PROBE_SECONDS) -> Listening:
-    """Probe, on the worker itself, where its rpc-server listens (see the module's text)."""
+def check_listening(run: Run, planned: PlannedHost, binary: str | None = None,
+                    seconds: int = LOCAL_PROBE_SECONDS) -> Listening:
+    """Probe, on the worker itself, where its rpc-server listens (see the module's text). The
+    program is the plan's (`planned.binary`) unless `binary` names a stand-in."""
+    binary = binary or planned.binary
     port = int(planned.rpc_port)
     probed = "127.0.0.1" if is_wildcard(planned.address) else planned.address
     other = other_local_address(planned)

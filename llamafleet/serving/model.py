@@ -60,9 +60,10 @@ def model_file(dest: str, sha256: str, src: str | None = None, url: str | None =
         raise ValueError(f"{host.name}: model_url: neither model_url nor model_file is set")
 
 
-def model_dest(data, models_dir: str) -> str:
-    """The model's path on a device: <models>/<model_name or the source's basename>."""
-    name = model_file_name(data)
+def model_dest(settings, models_dir: str) -> str:
+    """The model's path on a device: <models>/<model_name or the source's basename> (the plan's
+    model_path, when it knows the device's base)."""
+    name = model_file_name(settings)
     if not name:
         raise ValueError("model_file: neither model_file nor model_url is set")
     return f"{models_dir}/{name}"

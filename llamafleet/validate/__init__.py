@@ -6,9 +6,10 @@ on the inventory pyinfra loaded as its first step and stops on any problem.
 
 The rules, by what they look at:
 
-- `schema`: the known keys and the type each takes;
-- `patterns`: what a value that reaches a device (shell, command line, path) must look like;
-- `host_rules`: one host's own data;
+- `schema`: the known keys and the kind each takes (llamafleet.settings' declarations, then
+  pyinfra's own keys);
+- `host_rules`: one host's own data, each value against its declaration (ranges, choices, and
+  llamafleet.settings.patterns: what a value that reaches a device must look like);
 - `cluster_rules` and `network_rules`: across hosts (roles, one source and model, one entry per
   machine, the fit of the model; who listens where);
 - `group_rules`: group data that pyinfra merges without a word.
@@ -17,7 +18,6 @@ The rules, by what they look at:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 from llamafleet.inventory_data import (
@@ -26,34 +26,27 @@ from llamafleet.inventory_data import (
     LoadedInventory,
     load_inventory_full,
 )
+from llamafleet.settings.kinds import Kind
+from llamafleet.settings.patterns import is_ip_or_hostname
 from llamafleet.validate.cluster_rules import CLUSTER_WIDE_KEYS, check_cluster
 from llamafleet.validate.findings import CLUSTER, Findings, Problem
 from llamafleet.validate.group_rules import check_groups, shadowed_problems
-from llamafleet.validate.host_rules import CHOICES, RANGES, check_host
-from llamafleet.validate.patterns import is_ip_or_hostname
-from llamafleet.validate.schema import (
-    EMPTY_LIST_KINDS,
-    NONE_DEFAULT_KINDS,
-    Kind,
-    Schema,
-    kind_of_default,
-    pyinfra_keys,
-)
+from llamafleet.validate.host_rules import check_host
+from llamafleet.validate.schema import Schema, pyinfra_keys
 
 __all__ = [
-    "CHOICES", "CLUSTER", "CLUSTER_WIDE_KEYS", "EMPTY_LIST_KINDS", "NONE_DEFAULT_KINDS", "RANGES",
-    "Kind", "Problem", "Schema", "is_ip_or_hostname", "kind_of_default", "pyinfra_keys",
+    "CLUSTER", "CLUSTER_WIDE_KEYS", "Kind", "Problem", "Schema", "is_ip_or_hostname", "pyinfra_keys",
     "shadowed_problems", "summary", "validate_hosts", "validate_inventory", "validate_loaded",
     "validate_pyinfra_inventory",
 ]
 
 
-def validate_loaded(loaded: LoadedInventory, all_py: Path | None = None) -> list[Problem]:
+def validate_loaded(loaded: LoadedInventory) -> list[Problem]:
     """Run every rule over a loaded inventory: its group data, each host, then the cluster."""
     findings = Findings()
     findings.problems.extend(shadowed_problems(loaded.shadowed))
     check_groups(findings, loaded.hosts, loaded.group_data)
-    schema = Schema.load(all_py)
+    schema = Schema.load()
     for host in loaded.hosts:
         check_host(findings, host, schema)
     if not loaded.hosts:
@@ -63,9 +56,9 @@ def validate_loaded(loaded: LoadedInventory, all_py: Path | None = None) -> list
     return findings.problems
 
 
-def validate_hosts(hosts: list[InventoryHost], all_py: Path | None = None) -> list[Problem]:
+def validate_hosts(hosts: list[InventoryHost]) -> list[Problem]:
     """Run the host and cluster rules over already-loaded hosts (no group data at hand)."""
-    return validate_loaded(LoadedInventory(hosts, []), all_py)
+    return validate_loaded(LoadedInventory(hosts, []))
 
 
 def validate_pyinfra_inventory(inventory: Any) -> list[Problem]:

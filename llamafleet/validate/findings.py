@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llamafleet.inventory_data import InventoryHost
+from llamafleet.settings import HostSettings, settings_for
 
 CLUSTER = "cluster"
 
@@ -34,6 +35,7 @@ class Findings:
         # (host, key) whose value failed a rule about the value itself (type, range, pattern):
         # later rules read None for it.
         self.bad: set[tuple[str, str]] = set()
+        self._settings: dict[str, HostSettings] = {}
 
     def report(self, host: str, key: str, message: str) -> None:
         self.problems.append(Problem(host, key, message))
@@ -41,6 +43,7 @@ class Findings:
     def bad_value(self, host: InventoryHost, key: str, message: str) -> None:
         """Refuse the host's value for key, saying which group set it when not the host."""
         self.bad.add((host.name, key))
+        self._settings.pop(host.name, None)
         where = host.where(key)
         origin = f" (set in {where})" if where not in ("host data", "unknown") else ""
         self.report(host.name, key, f"{message}{origin}")
@@ -58,3 +61,9 @@ class Findings:
     def clean(self, host: InventoryHost) -> dict[str, Any]:
         """The host's data without the values already refused."""
         return {key: value for key, value in host.data.items() if (host.name, key) not in self.bad}
+
+    def settings(self, host: InventoryHost) -> HostSettings:
+        """The host's typed settings from its clean data: a refused value reads as its default."""
+        if host.name not in self._settings:
+            self._settings[host.name] = settings_for(host.name, self.clean(host))
+        return self._settings[host.name]

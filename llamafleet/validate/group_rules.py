@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from llamafleet.inventory_data import TERMUX_GROUP, InventoryHost, ShadowedKey
 from llamafleet.validate.findings import CLUSTER, Findings, Problem
-from llamafleet.validate.host_rules import suggest
+from llamafleet.settings import suggest
 
 # The deploy's per-platform group files (group_data/termux.py, linux.py): an inventory of phones
 # alone has no `linux` group, and that is no mistake.

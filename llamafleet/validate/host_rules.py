@@ -1,5 +1,6 @@
-"""Rules about one host's own data: known keys and their types, ranges and choices, addresses,
-values that reach the device, the llama.cpp source, the model, and how a phone is logged into.
+"""Rules about one host's own data: known keys and their kinds, each value against its
+declaration (llamafleet.settings: ranges, choices, the patterns of addresses and of values that
+reach the device), the llama.cpp source, the model, and how a phone is logged into.
 
 How a host is known to be a Termux phone offline: it is in the inventory group `termux` (see
 inventory/example.py). Facts are not available here; the plan re-checks with them.
@@ -7,75 +8,22 @@ inventory/example.py). Facts are not available here; the plan re-checks with the
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import os
 from pathlib import Path
-from typing import Iterable
 
 from llamafleet.inventory_data import InventoryHost
 from llamafleet.layout import model_file_name
+from llamafleet.settings import BY_NAME, SETTINGS, suggest
+from llamafleet.settings.patterns import file_name_problem
 from llamafleet.validate.controller_files import check_controller_files
 from llamafleet.validate.findings import Findings
-from llamafleet.validate.patterns import (
-    DEVICE_LIST_RULES,
-    DEVICE_VALUE_RULES,
-    file_name_problem,
-    is_ip_or_hostname,
-    sha256_problem,
-)
-from llamafleet.validate.schema import Schema, is_number
-
-PORT_KEYS = ("rpc_port", "rpc_port_base", "llama_server_port", "ssh_port")
-
-# key: (low, high, low inclusive, high inclusive); None = unbounded.
-RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "rpc_ram_fraction": (0, 0.95, False, True),
-    "rpc_overhead_mb": (0, None, True, True),
-    "rpc_threads": (1, None, True, True),
-    "llama_build_jobs": (1, None, True, True),
-    "ram_mb": (0, None, False, True),
-    "model_size_mb": (0, None, False, True),
-    "llama_server_ctx": (1, None, True, True),
-    "termux_boot_network_wait": (0, None, True, True),
-    **{key: (1, 65535, True, True) for key in PORT_KEYS},
-}
-
-CHOICES: dict[str, tuple[str, ...]] = {
-    "llama_role": ("master", "worker"),
-    "rpc_transport": ("direct", "tunnel"),
-    "llama_load_mode": ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio"),
-    "firewall_backend": ("iptables", "nftables", "ufw", "firewalld"),
-    "service_manager": ("termux-services", "systemd", "runit"),
-}
+from llamafleet.validate.schema import Schema
 
 # Service managers a platform can have: Termux has no systemd and no root for Debian's runit.
 PLATFORM_SERVICE_MANAGERS = {"termux": ("termux-services",), "linux": ("systemd", "runit")}
 
 # An app cannot bind below this port without root: Termux's sshd, RPC and the API stay above.
 TERMUX_LOWEST_PORT = 1024
-
-
-def _in_range(value: float, rule: tuple[float | None, float | None, bool, bool]) -> bool:
-    low, high, low_inclusive, high_inclusive = rule
-    if low is not None and (value < low or (value == low and not low_inclusive)):
-        return False
-    if high is not None and (value > high or (value == high and not high_inclusive)):
-        return False
-    return True
-
-
-def _describe_range(rule: tuple[float | None, float | None, bool, bool]) -> str:
-    low, high, low_inclusive, high_inclusive = rule
-    if high is None:
-        return f"{'at least' if low_inclusive else 'more than'} {low:g}"
-    left, right = ("[" if low_inclusive else "("), ("]" if high_inclusive else ")")
-    return f"in {left}{low:g}, {high:g}{right}"
-
-
-def suggest(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _local_path(path: str) -> Path:
@@ -94,46 +42,17 @@ def check_keys_and_types(findings: Findings, host: InventoryHost, schema: Schema
             findings.bad_value(host, key, f"must be {kind.name}, not {type(value).__name__} {value!r}")
 
 
-def check_ranges_and_choices(findings: Findings, host: InventoryHost) -> None:
-    for key, rule in RANGES.items():
-        value = findings.value(host, key)
-        if is_number(value) and not _in_range(value, rule):
-            findings.bad_value(host, key, f"{value!r} is out of range: must be {_describe_range(rule)}")
-    for key, choices in CHOICES.items():
-        value = findings.value(host, key)
-        if value is not None and value not in choices:
-            findings.bad_value(
-                host, key, f"{value!r} is not one of {', '.join(choices)}{suggest(value, choices)}"
-            )
+def check_declared_values(findings: Findings, host: InventoryHost) -> None:
+    """Each value against its declaration: range, choices, the pattern of a value that reaches
+    the device (names, paths, refs, URLs, CPU names, packages, CMake arguments, addresses)."""
+    for setting in SETTINGS:
+        for problem in setting.value_problems(findings.value(host, setting.name)):
+            findings.bad_value(host, setting.name, problem)
     manager = findings.value(host, "service_manager")
     platform = "termux" if host.is_termux else "linux"
-    if manager in CHOICES["service_manager"] and manager not in PLATFORM_SERVICE_MANAGERS[platform]:
+    if manager in BY_NAME["service_manager"].choices and manager not in PLATFORM_SERVICE_MANAGERS[platform]:
         findings.bad_value(host, "service_manager", f"{manager!r} does not exist on a {platform} host; "
                            f"use {' or '.join(PLATFORM_SERVICE_MANAGERS[platform])}")
-
-
-def check_addresses(findings: Findings, host: InventoryHost) -> None:
-    for key in ("cluster_address", "llama_server_host", "rpc_bind"):
-        value = findings.value(host, key)
-        if value is not None and not is_ip_or_hostname(value):
-            findings.bad_value(host, key, f"{value!r} is not an IP address or host name")
-    for source in findings.value(host, "api_allowed_sources") or []:
-        try:
-            ipaddress.ip_network(source, strict=False)
-        except ValueError:
-            findings.bad_value(host, "api_allowed_sources", f"{source!r} is not an address or CIDR")
-
-
-def check_device_values(findings: Findings, host: InventoryHost) -> None:
-    """Names, paths, refs, URLs, CPU names, packages and CMake arguments that reach the device."""
-    for key, problem_of in DEVICE_VALUE_RULES.items():
-        value = findings.value(host, key)
-        if isinstance(value, str) and (problem := problem_of(value)):
-            findings.bad_value(host, key, f"{value!r} {problem}")
-    for key, problem_of in DEVICE_LIST_RULES.items():
-        for item in findings.value(host, key) or []:
-            if isinstance(item, str) and (problem := problem_of(item)):
-                findings.bad_value(host, key, f"{item!r} {problem}")
 
 
 def check_sources(findings: Findings, host: InventoryHost) -> None:
@@ -164,14 +83,12 @@ def check_model(findings: Findings, host: InventoryHost) -> None:
         findings.report(host.name, "model_file", "both model_url and model_file are set: keep one")
     elif model_file and not _local_path(model_file).is_file():
         findings.report(host.name, "model_file", f"{model_file}: no such file on the controller")
-    elif url and not sha:
+    elif url and not sha and not findings.is_bad(host, "model_sha256"):
         findings.report(host.name, "model_sha256",
                         "model_url without model_sha256: a download must be checked")
-    if sha and (problem := sha256_problem(sha)):
-        findings.bad_value(host, "model_sha256", f"{sha!r} {problem}")
     if host.data.get("model_name") is None:
         # Without model_name the device file is named after the source's last part.
-        name = model_file_name(findings.clean(host))
+        name = model_file_name(findings.settings(host))
         if name and (problem := file_name_problem(name)):
             key = "model_file" if model_file else "model_url"
             findings.bad_value(host, key, f"its file name {name!r} {problem}; set model_name")
@@ -200,9 +117,7 @@ def check_termux_login(findings: Findings, host: InventoryHost) -> None:
 def check_host(findings: Findings, host: InventoryHost, schema: Schema) -> None:
     """Every rule about one host, in the order its lines are printed."""
     check_keys_and_types(findings, host, schema)
-    check_ranges_and_choices(findings, host)
-    check_addresses(findings, host)
-    check_device_values(findings, host)
+    check_declared_values(findings, host)
     check_sources(findings, host)
     check_model(findings, host)
     check_controller_files(findings, host)

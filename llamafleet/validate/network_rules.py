@@ -9,15 +9,8 @@ firewall alone: a listener beyond the cluster without a firewall needs an explic
 from __future__ import annotations
 
 from llamafleet.inventory_data import InventoryHost
-from llamafleet.plan import (
-    cluster_address_of,
-    effective_bind,
-    effective_transport,
-    host_port,
-    is_loopback,
-    is_wildcard,
-    worker_port,
-)
+from llamafleet.plan.addresses import cluster_address_of, host_port, is_loopback, is_wildcard
+from llamafleet.plan.decide import effective_bind, effective_transport, server_address_of, worker_port
 from llamafleet.validate.findings import Findings
 from llamafleet.validate.host_rules import TERMUX_LOWEST_PORT
 
@@ -33,7 +26,7 @@ class _Listeners:
     def add(self, host: InventoryHost, key: str, address: str, port: int, label: str,
             machine_of: InventoryHost | None = None) -> None:
         owner = machine_of or host
-        machine = cluster_address_of(owner.name, self.findings.clean(owner))
+        machine = cluster_address_of(owner.name, self.findings.settings(owner))
         address = "*" if is_wildcard(address) else address
         for other_address, other_label in self.taken.get((machine, port), []):
             if "*" in (address, other_address) or address == other_address:
@@ -51,22 +44,22 @@ def check_termux_port(findings: Findings, host: InventoryHost, key: str, port: i
 
 def check_bind(findings: Findings, host: InventoryHost, master: InventoryHost | None,
                transport: str, bind: str) -> None:
-    data = findings.clean(host)
-    insecure_ok = bool(data.get("rpc_allow_insecure"))
-    bind_key = "rpc_bind" if data.get("rpc_bind") else "rpc_transport"
+    settings = findings.settings(host)
+    insecure_ok = settings.rpc_allow_insecure
+    bind_key = "rpc_bind" if settings.rpc_bind else "rpc_transport"
     advice = ("keep the default: rpc_transport 'tunnel' with RPC bound to 127.0.0.1, "
               "or set rpc_allow_insecure = True")
     if host.is_termux and not is_loopback(bind) and not insecure_ok:
         what = "every network" if is_wildcard(bind) else bind
         findings.report(host.name, bind_key, f"RPC (no authentication) would listen on {what} of a "
                         f"phone that cannot firewall; {advice}")
-    elif is_wildcard(bind) and data.get("firewall_enabled") is False and not insecure_ok:
+    elif is_wildcard(bind) and not settings.firewall_enabled and not insecure_ok:
         findings.report(host.name, "rpc_bind", "0.0.0.0 with firewall_enabled = False exposes RPC "
                         "(no authentication) to every network; enable the firewall, bind the cluster "
                         "address or set rpc_allow_insecure = True")
     if transport == "direct" and is_loopback(bind) and master is not None:
-        master_machine = cluster_address_of(master.name, findings.clean(master))
-        if master_machine != cluster_address_of(host.name, data):
+        master_machine = cluster_address_of(master.name, findings.settings(master))
+        if master_machine != cluster_address_of(host.name, settings):
             findings.report(host.name, bind_key, f"direct transport with loopback bind {bind}: "
                             f"{master.name} cannot reach it; bind the cluster address or use 'tunnel'")
 
@@ -74,14 +67,14 @@ def check_bind(findings: Findings, host: InventoryHost, master: InventoryHost | 
 def check_api_exposure(findings: Findings, master: InventoryHost) -> None:
     """llama-server beyond the cluster (a wildcard or another address than the master's own)
     where nothing holds its port to api_allowed_sources: a phone, or a firewall turned off."""
-    data = findings.clean(master)
-    bound = data.get("llama_server_host")
-    own = {cluster_address_of(master.name, data), data.get("ssh_hostname")}
-    if not bound or is_loopback(bound) or bound in own or data.get("llama_server_allow_insecure"):
+    settings = findings.settings(master)
+    bound = settings.llama_server_host
+    own = {cluster_address_of(master.name, settings), settings.ssh_hostname}
+    if not bound or is_loopback(bound) or bound in own or settings.llama_server_allow_insecure:
         return
     if master.is_termux:
         why = "of a phone that cannot firewall"
-    elif data.get("firewall_enabled") is False:
+    elif not settings.firewall_enabled:
         why = "with firewall_enabled = False"
     else:
         return  # the firewall admits only api_allowed_sources to the port
@@ -97,33 +90,31 @@ def check_listeners(findings: Findings, hosts: list[InventoryHost], master: Inve
     listeners = _Listeners(findings)
     sshd_seen: set[tuple[str, int]] = set()
     for host in hosts:
-        port = findings.value(host, "ssh_port") or 22
-        machine = cluster_address_of(host.name, findings.clean(host))
+        port = findings.settings(host).ssh_port or 22
+        machine = cluster_address_of(host.name, findings.settings(host))
         # "@local", "@docker/..." hosts have no sshd; two inventory names for one machine
         # share its sshd.
         if not host.name.startswith("@") and (machine, port) not in sshd_seen:
             sshd_seen.add((machine, port))
             listeners.add(host, "ssh_port", "*", port, f"{host.name}'s sshd")
     if master is not None:
-        data = findings.clean(master)
-        api_port = data.get("llama_server_port")
-        api_host = data.get("llama_server_host") or cluster_address_of(master.name, data)
-        if api_port:
+        api_host, api_port = server_address_of(master.name, findings.settings(master))
+        if not findings.is_bad(master, "llama_server_port"):
             listeners.add(master, "llama_server_port", api_host, api_port,
                           f"{master.name}'s llama-server")
             check_termux_port(findings, master, "llama_server_port", api_port)
         check_api_exposure(findings, master)
     for rank, host in enumerate(workers, start=1):
-        data = findings.clean(host)
+        settings = findings.settings(host)
         platform = "termux" if host.is_termux else "linux"
-        transport = effective_transport(data, platform)
-        address = cluster_address_of(host.name, data)
-        bind = effective_bind(data, transport, address)
-        port = worker_port(data, rank)
-        port_key = "rpc_port" if data.get("rpc_port") is not None else "rpc_port_base"
+        transport = effective_transport(settings, platform)
+        address = cluster_address_of(host.name, settings)
+        bind = effective_bind(settings, transport, address)
+        port = worker_port(settings, rank)
+        port_key = "rpc_port" if settings.rpc_port is not None else "rpc_port_base"
         check_bind(findings, host, master, transport, bind)
-        if port is None or findings.is_bad(host, "rpc_port", "rpc_port_base"):
-            continue  # no port, or one already reported as malformed
+        if findings.is_bad(host, "rpc_port", "rpc_port_base"):
+            continue  # a port already reported as malformed
         if not 1 <= port <= 65535:
             findings.report(host.name, port_key, f"rank {rank} gets port {port}, outside 1..65535")
             continue

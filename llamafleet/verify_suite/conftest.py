@@ -2,7 +2,9 @@
 
 The inventory is loaded the way pyinfra loads it (host + group data); the plan is made from the
 devices' live facts, exactly as deploy.py makes it, and every check compares a device with the
-plan. Each test is parametrised per host, with the host's name as its id.
+plan. Where to look on a device (its paths, service manager, binary, firewall backend) is the
+plan's decision, read from it; what must be there comes from verify_suite/oracles.py. Each test
+is parametrised per host, with the host's name as its id.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import pytest
 
 from llamafleet.gather import gather_facts
 from llamafleet.inventory_data import load_inventory
-from llamafleet.layout import paths_for, resolve_base
-from llamafleet.plan import Plan, PlannedHost, make_plan, model_size_from_data
+from llamafleet.layout import paths_for
+from llamafleet.plan import Plan, PlannedHost, effective_transport, make_plan, model_size_from_data
+from llamafleet.plan.firewall import gets_firewall
+from llamafleet.settings import settings_for
 from llamafleet.testinfra_ssh import verify_host
-from llamafleet.verify_suite.oracles import worker_transport
 
 
 def pytest_addoption(parser):
@@ -35,19 +38,28 @@ def _inventory_option(config) -> str:
 
 
 def _is_master(host) -> bool:
-    return host.data.get("llama_role") == "master"
+    return _settings(host).llama_role == "master"
+
+
+def _settings(host):
+    return settings_for(host.name, host.data)
+
+
+def _platform(host) -> str:
+    return "termux" if host.is_termux else "linux"
 
 
 # Which hosts each per-host fixture runs over: a check only runs where it applies, so nothing
-# is skipped for being the wrong kind of host.
+# is skipped for being the wrong kind of host. Chosen before any host is connected (the plan
+# needs the facts): by the plan's own decision functions, on the inventory's platforms.
 HOST_SELECTORS = {
     "node": lambda h: True,
     "master": _is_master,
     "worker": lambda h: not _is_master(h),
     "termux_worker": lambda h: not _is_master(h) and h.is_termux,
-    "tunnel_worker": lambda h: not _is_master(h) and worker_transport(h.data, h.is_termux) == "tunnel",
-    "sysctl_node": lambda h: not h.is_termux and h.data.get("sysctl_enabled"),
-    "firewall_node": lambda h: not h.is_termux and h.data.get("firewall_enabled"),
+    "tunnel_worker": lambda h: not _is_master(h) and effective_transport(_settings(h), _platform(h)) == "tunnel",
+    "sysctl_node": lambda h: not h.is_termux and _settings(h).sysctl_enabled,
+    "firewall_node": lambda h: gets_firewall(_settings(h), _platform(h)),
 }
 
 
@@ -112,8 +124,13 @@ class Node:
         return self.facts.get("DevicePlatform") or {}
 
     @property
+    def settings(self):
+        return settings_for(self.name, self.data)
+
+    @property
     def paths(self):
-        return paths_for(resolve_base(self.name, self.data.get("llamafleet_dir"), self.platform))
+        assert self.planned.base, f"{self.name}: the plan does not know where llamafleet lives (no home read)"
+        return paths_for(self.planned.base)
 
     @property
     def is_termux(self) -> bool:
@@ -121,7 +138,7 @@ class Node:
 
     @property
     def service_manager(self) -> str:
-        return self.data.get("service_manager") or self.platform.get("service_manager") or "runit"
+        return self.planned.service_manager
 
     def shell(self, command: str) -> tuple[int, str]:
         """(exit status, stdout) of a shell command: the `run` of llamafleet.serving.listening."""

@@ -9,13 +9,15 @@ import time
 import urllib.error
 import urllib.request
 
+from llamafleet.plan.firewall import backend_in_use
 from llamafleet.serving.firewall import CHAIN, NFT_TABLE, FirewallBackend
 from llamafleet.serving.listening import check_listening, master_connections
-from llamafleet.serving.model import local_sha256, model_dest
+from llamafleet.serving.model import local_sha256
 from llamafleet.serving.probes import connect_probe, tcp_reachable
 from llamafleet.serving.netsettings import NET_SETTINGS, SettableSysctls
 from llamafleet.layout import TERMUX_BOOT_SCRIPT
 from llamafleet.serving.wakelock import BOOT_ID_FILE, parse_record
+from llamafleet.settings import settings_for
 from llamafleet.verify_cli import complete
 from llamafleet.verify_suite.oracles import (
     Rule,
@@ -29,16 +31,14 @@ from llamafleet.verify_suite.oracles import (
     worker_rpc_port,
 )
 
-RPC_BINARY = "ggml-rpc-server"
-
 
 def test_packages_present(node):
     if node.is_termux:
-        wanted = [*node.data["termux_packages"], *node.data.get("extra_packages", [])]
+        wanted = [*node.settings.termux_packages, *node.settings.extra_packages]
         installed = node.host.check_output("dpkg-query -W -f '${Package}\\n'").split()
         missing = [package for package in wanted if package not in installed]
     else:
-        wanted = [*node.data["apt_packages"], *node.data.get("extra_packages", [])]
+        wanted = [*node.settings.apt_packages, *node.settings.extra_packages]
         missing = [package for package in wanted if not node.host.package(package).is_installed]
     assert not missing, f"{node.name}: packages not installed: {missing}"
 
@@ -51,18 +51,17 @@ def _stamp(node) -> dict:
 
 def test_build_stamp_matches_the_plan(node):
     inputs = _stamp(node)["inputs"]
-    wanted_target = "llama-server" if node.planned.role == "master" else RPC_BINARY
-    assert wanted_target in inputs["targets"]
+    assert node.planned.binary in inputs["targets"]
     assert "-DGGML_NATIVE=OFF" in inputs["cmake_args"]
-    if node.planned.arch == "aarch64" and not node.data.get("llama_cpu_arch"):
+    if node.planned.arch == "aarch64" and not node.settings.llama_cpu_arch:
         assert f"-DGGML_CPU_ARM_ARCH={node.planned.march}" in inputs["cmake_args"]
-    archive = node.data.get("llama_cpp_archive")
+    archive = node.settings.llama_cpp_archive
     if archive:
         assert inputs["source"] == f"archive:{local_sha256(archive)}", "built from another source than the planned one"
 
 
 def test_binaries_run(node):
-    binary = "llama-server" if node.planned.role == "master" else RPC_BINARY
+    binary = node.planned.binary
     result = node.host.run(f"{node.paths.bin}/{binary} --help")
     assert result.rc == 0, f"{node.name}: {binary} --help failed: {result.stderr[-500:]}"
     if binary == "llama-server":
@@ -84,9 +83,9 @@ def test_worker_listens_where_planned_and_not_everywhere(worker):
     # Android 10+ denies those to apps. Another local address must refuse the port unless
     # rpc_bind is a wildcard on purpose.
     planned = worker.planned
-    listening = check_listening(worker.shell, planned, RPC_BINARY)
+    listening = check_listening(worker.shell, planned, planned.binary)
     assert not listening.problems(), f"{worker.name}: " + "; ".join(listening.problems())
-    if worker.data.get("rpc_bind") != "0.0.0.0":
+    if worker.settings.rpc_bind != "0.0.0.0":
         assert listening.elsewhere, f"{worker.name}: no other local address to probe"
     if planned.transport == "tunnel":
         assert planned.address == "127.0.0.1"
@@ -112,10 +111,10 @@ def test_wake_lock_taken_in_this_boot(termux_worker):
 
 
 def test_model_present_with_its_sha256(master):
-    path = model_dest(master.data, master.paths.models)
+    path = master.planned.model_path
     model = master.host.file(path)
     assert model.exists, f"{master.name}: no model at {path}"
-    assert model.sha256sum == master.data["model_sha256"]
+    assert model.sha256sum == master.settings.model_sha256
 
 
 def test_linux_sysctl_values(sysctl_node):
@@ -134,14 +133,12 @@ def test_linux_sysctl_values(sysctl_node):
 
 
 def _firewall_backend(node) -> str | None:
-    """Which firewall holds llamafleet's rules: `firewall_backend` from the data, else what the
-    host has (ufw and firewalld get llamafleet's own iptables chain / nftables table beside
-    theirs, group_data/all.py and README). This picks where to look, not what must be there."""
-    chosen = node.data.get("firewall_backend")
-    if not chosen:
-        fact = FirewallBackend()
-        chosen = fact.process(node.host.run(fact.command()).stdout.splitlines())
-    return {"ufw": "iptables", "firewalld": "nftables"}.get(chosen or "", chosen)
+    """Which firewall holds llamafleet's rules, chosen as the deploy chose it (the plan's
+    backend, else what the host has; ufw and firewalld get llamafleet's own iptables chain /
+    nftables table beside theirs). This picks where to look, not what must be there."""
+    fact = FirewallBackend()
+    return backend_in_use(node.planned.firewall,
+                          lambda: fact.process(node.host.run(fact.command()).stdout.splitlines()))
 
 
 def _live_firewall(node) -> tuple[list[Rule], list[str]]:
@@ -229,14 +226,15 @@ def _tunnel_ssh(master, cluster, worker_name: str) -> tuple[str, str, str, int]:
     """The master's ssh with its tunnel key and known hosts (where tasks/master.py puts them),
     as the tunnels use it: (command, user@address, address, ssh port) for one worker."""
     data = cluster.data[worker_name]
-    address, port = cluster_address(worker_name, data), int(data.get("ssh_port") or 22)
+    settings = settings_for(worker_name, data)
+    address, port = cluster_address(worker_name, data), settings.ssh_port or 22
     etc = f"{master.paths.base}/etc"
     argv = [
         "ssh", "-F", "/dev/null", "-i", f"{etc}/tunnel_ed25519", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
         "-o", f"UserKnownHostsFile={etc}/tunnel_known_hosts", "-o", "StrictHostKeyChecking=yes",
         "-o", "ConnectTimeout=10", "-p", str(port),
     ]
-    return shlex.join(argv), f"{data.get('ssh_user') or 'root'}@{address}", address, port
+    return shlex.join(argv), f"{settings.ssh_user or 'root'}@{address}", address, port
 
 
 def _bash(node, script: str):

@@ -16,9 +16,8 @@ from llamafleet.inventory_data import (
     load_inventory_full,
     read_defaults,
 )
+from llamafleet.settings import SETTINGS
 from llamafleet.validate import (
-    EMPTY_LIST_KINDS,
-    NONE_DEFAULT_KINDS,
     Problem,
     Schema,
     is_ip_or_hostname,
@@ -55,26 +54,19 @@ def lines(problems: list[Problem]) -> list[str]:
 # --- the key table ---------------------------------------------------------------------------------
 
 
-def test_every_none_default_key_has_a_type():
-    # all.py gains keys over time: a None-defaulted key without a type here would go unchecked.
-    defaults = read_defaults()
-    untyped = [key for key, value in defaults.items() if value is None and key not in NONE_DEFAULT_KINDS]
-    assert untyped == []
-    empty_lists = [key for key, value in defaults.items() if value == [] and key not in EMPTY_LIST_KINDS]
-    assert empty_lists == []
-    assert set(NONE_DEFAULT_KINDS) <= set(defaults), "table names a key all.py does not have"
+def test_every_key_has_a_kind_and_all_py_documents_each_llamafleet_key():
+    # A key without a kind would go unchecked; all.py is what pyinfra loads as the defaults.
+    schema = Schema.load()
+    assert all(schema.kinds[setting.name] is setting.kind for setting in SETTINGS)
+    documented = {setting.name: setting.default for setting in SETTINGS if setting.in_all_py}
+    assert read_defaults() == documented
 
 
-def test_known_keys_come_from_all_py(tmp_path):
-    all_py = tmp_path / "all.py"
-    all_py.write_text('"""doc"""\nimport os\nnew_key = 3\n_private = 1\n')
-    schema = Schema.load(all_py)
-    assert "new_key" in schema.kinds and schema.kinds["new_key"].accepts(4)
-    assert not schema.kinds["new_key"].accepts("4")
-    assert "_private" not in schema.defaults
-    assert "os" not in schema.defaults
-    assert "llama_role" not in schema.kinds  # only what that all.py defines, plus pyinfra's keys
-    assert "ssh_port" in schema.kinds and "_sudo" in schema.kinds
+def test_known_keys_are_the_declared_settings_and_pyinfras():
+    kinds = Schema.load().kinds
+    assert kinds["rpc_port_base"].accepts(4) and not kinds["rpc_port_base"].accepts("4")
+    assert "ssh_port" in kinds and "_sudo" in kinds
+    assert "new_key" not in kinds and "os" not in kinds
 
 
 def test_int_keys_refuse_bool_and_float_keys_take_int(tmp_path):

@@ -14,6 +14,7 @@ import re
 import pytest
 
 from llamafleet.inventory_data import read_defaults
+from llamafleet.settings import settings_for
 from llamafleet.plan import (
     HostInput,
     PlanError,
@@ -281,8 +282,10 @@ def test_host_port_brackets_ipv6_once():
 
 
 def test_the_api_url_of_a_master_listening_everywhere_is_its_cluster_address():
-    assert api_url_of("box", {"ssh_hostname": "box.lan", "llama_server_host": "0.0.0.0"}) == "http://box.lan:8080"
-    assert api_url_of("box", {"cluster_address": "10.0.0.1", "llama_server_port": 9000}) == "http://10.0.0.1:9000"
+    everywhere = settings_for("box", {"ssh_hostname": "box.lan", "llama_server_host": "0.0.0.0"})
+    assert api_url_of("box", everywhere) == "http://box.lan:8080"
+    other_port = settings_for("box", {"cluster_address": "10.0.0.1", "llama_server_port": 9000})
+    assert api_url_of("box", other_port) == "http://10.0.0.1:9000"
 
 
 def test_split_rounding_goes_to_the_largest_remainders():

@@ -444,8 +444,8 @@ def test_the_master_probe_reads_metrics_with_the_key_from_a_file(tmp_path):
     try:
         target = targets()["linux1"]
         # termux-services' layout under tmp_path: nothing outside it is read for the services.
-        target = Target(target.planned, {"llama_server_host": "127.0.0.1", "llama_server_port": server.server_port},
-                        "termux-services", str(base), str(tmp_path / "usr"), tunnels={})
+        target = Target(target.planned, {}, "termux-services", str(base), str(tmp_path / "usr"), tunnels={},
+                        server=("127.0.0.1", server.server_port))
         command = probe_command(target)
         assert FakeLlamaServer.key not in command
         seen: list[str] = []

@@ -8,7 +8,8 @@ from pyinfra.context import ctx_host, ctx_state
 
 from llamafleet.facts.termux import TermuxPackages, parse_dpkg_query
 from llamafleet.operations import termux
-from llamafleet.operations.hostdata import HostDataError, merge_unique, package_list
+from llamafleet.operations.hostdata import HostDataError, merge_unique
+from llamafleet.settings import BY_NAME, settings_for
 
 DPKG_OUTPUT = [
     "clang\t21.1.8\tinstall ok installed",
@@ -64,8 +65,9 @@ def test_never_sudo():
 
 def test_package_lists_are_checked_and_merged():
     assert merge_unique(["clang", "cmake"], ["cmake", "iperf3"]) == ["clang", "cmake", "iperf3"]
-    assert package_list("phone1", "extra_packages", None) == []
-    with pytest.raises(HostDataError, match=r"^phone1: termux_packages: expected a list"):
-        package_list("phone1", "termux_packages", "clang cmake")
-    with pytest.raises(HostDataError, match=r"^phone1: extra_packages: 'rm -rf /' is not a package name"):
-        package_list("phone1", "extra_packages", ["rm -rf /"])
+    assert settings_for("phone1", {"extra_packages": None}).extra_packages == []
+    with pytest.raises(HostDataError, match=r"^phone1: termux_packages: must be a list of strings"):
+        settings_for("phone1", {"termux_packages": "clang cmake"})
+    # A name is checked once, by `llamafleet check`, against the key's declaration.
+    assert BY_NAME["extra_packages"].problems(["clang", "rm -rf /"]) == [
+        "'rm -rf /' is not a package name (letters, digits and + . -, optionally =VERSION)"]

@@ -1,7 +1,8 @@
 """What a value must look like before it may reach a device: its shell, a command line, a path.
 
 Each `*_problem` function returns None for a value that is fine, else the end of a sentence
-saying what is wrong ("is not ..."), which the rules print after the value. The patterns are
+saying what is wrong ("is not ..."), which `llamafleet check` prints after the value. The
+settings' declarations (llamafleet.settings.tunables) name the one each key must pass. The patterns are
 strict on purpose: these values end up in shell scripts, systemd units and runit run scripts
 (templates/), in file names under llamafleet's directories and on compiler and CMake command
 lines, and a value that matches them needs no quoting anywhere and cannot leave its directory.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Callable
 from urllib.parse import urlsplit
 
 from llamafleet.cpu import x86
 from llamafleet.cpu.flags import ARM_MARCH, TUNE_NAME
-from llamafleet.operations.hostdata import PACKAGE_NAME
+
+# Debian/Termux package names: lowercase letters, digits, + - . (policy §5.6.1); upper case is
+# accepted for apt's sake, and an `=version` pin.
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.\-]*(=[A-Za-z0-9:~.+\-]+)?")
 
 _HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 # A file or directory name: no slash, no leading "-" (read as an option) or "." ("..").
@@ -45,6 +48,29 @@ def is_ip_or_hostname(value: str) -> bool:
     if not value or len(value) > 253 or value.replace(".", "").isdigit():
         return False
     return all(_HOSTNAME_LABEL.fullmatch(label) for label in value.rstrip(".").split("."))
+
+
+def address_problem(value: str) -> str | None:
+    if not is_ip_or_hostname(value):
+        return "is not an IP address or host name"
+    return None
+
+
+def network_problem(value: str) -> str | None:
+    """An address or a CIDR (a firewall rule's source)."""
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return "is not an address or CIDR"
+    return None
+
+
+def home_path_problem(value: str) -> str | None:
+    return device_path_problem(value, home_allowed=True)
+
+
+def absolute_path_problem(value: str) -> str | None:
+    return device_path_problem(value, home_allowed=False)
 
 
 def file_name_problem(value: str) -> str | None:
@@ -137,25 +163,3 @@ def sha256_problem(value: str) -> str | None:
         return ("is a placeholder (one hex digit repeated), not the model's sha256: put the "
                 "file's real one here (`sha256sum FILE`, or the model's download page)")
     return None
-
-
-# Data keys whose value reaches a device, and the rule it must pass. Keys the deploy only uses on
-# the controller (model_file, llama_cpp_archive) and addresses (their own rule) are not here.
-DEVICE_VALUE_RULES: dict[str, Callable[[str], str | None]] = {
-    "model_name": file_name_problem,
-    "llamafleet_dir": lambda value: device_path_problem(value, home_allowed=True),
-    "_temp_dir": lambda value: device_path_problem(value, home_allowed=False),
-    "llama_cpp_ref": git_ref_problem,
-    "llama_cpp_repo": http_url_problem,
-    "model_url": http_url_problem,
-    "llama_cpu_arch": cpu_arch_problem,
-    "llama_cpu_mcpu": cpu_tune_problem,
-    "llama_compiler": compiler_problem,
-}
-# List keys: every item must pass.
-DEVICE_LIST_RULES: dict[str, Callable[[str], str | None]] = {
-    "termux_packages": package_problem,
-    "apt_packages": package_problem,
-    "extra_packages": package_problem,
-    "llama_cmake_args": cmake_arg_problem,
-}

@@ -1,0 +1,118 @@
+"""Each per-host decision of the plan, one function each, from the host's typed settings and
+facts: the defaults group_data/all.py documents as "decided by llamafleet".
+
+`make_plan` calls them and writes what they decide into the plan; `llamafleet check` calls the
+same ones on data alone (no facts), so what it refuses is what the deploy would do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from llamafleet.layout import LayoutError, model_file_name, paths_for, resolve_base
+from llamafleet.operations.buildinputs import RPC_BINARY, SERVER_BINARY
+from llamafleet.plan.addresses import cluster_address_of, host_port, is_wildcard
+
+# A 32-bit process (armv7l) has about 3 GiB of user address space (the kernel keeps the rest):
+# it cannot map or hold more model than that, whatever the RAM.
+ARMV7_ADDRESS_LIMIT_MB = 3072
+
+
+def platform_of(host) -> str:
+    """"termux" or "linux": the DevicePlatform fact, else membership of the `termux` group."""
+    platform = (host.facts.get("DevicePlatform") or {}).get("platform")
+    if platform:
+        return platform
+    return "termux" if "termux" in host.groups else "linux"
+
+
+def effective_transport(settings, platform: str) -> str:
+    """rpc_transport, else tunnel for Termux (no firewall possible) and direct for Linux."""
+    return settings.rpc_transport or ("tunnel" if platform == "termux" else "direct")
+
+
+def effective_bind(settings, transport: str, cluster_address: str) -> str:
+    """rpc_bind, else 127.0.0.1 behind a tunnel, else the cluster address (never a wildcard)."""
+    if settings.rpc_bind:
+        return settings.rpc_bind
+    return "127.0.0.1" if transport == "tunnel" else cluster_address
+
+
+def worker_port(settings, rank: int) -> int:
+    """rpc_port, else rpc_port_base + rank − 1."""
+    if settings.rpc_port is not None:
+        return settings.rpc_port
+    return settings.rpc_port_base + rank - 1
+
+
+def connect_of(transport: str, bind: str, cluster_address: str, port: int) -> str:
+    """How llama-server's --rpc reaches a worker."""
+    if transport == "tunnel":
+        # The master keeps an SSH local forward from its own loopback, on the same port
+        # number as the worker's: one number per worker, easy to recognise in `ss -lt`.
+        return host_port("127.0.0.1", port)
+    return host_port(cluster_address if is_wildcard(bind) else bind, port)
+
+
+def threads_of(settings, cpu: Mapping[str, Any]) -> int:
+    """rpc_threads, else the big cores from the CpuProfile fact, never less than 1."""
+    threads = settings.rpc_threads or cpu.get("threads") or cpu.get("big_cores") or 1
+    return max(1, int(threads))
+
+
+def usable_of(settings, ram_mb: float, arch: str | None) -> float:
+    """What a device may hold in tensors: RAM × rpc_ram_fraction − rpc_overhead_mb, at most
+    the 32-bit address space on armv7l."""
+    usable = ram_mb * settings.rpc_ram_fraction - settings.rpc_overhead_mb
+    if arch == "armv7l":
+        usable = min(usable, ARMV7_ADDRESS_LIMIT_MB)
+    return usable
+
+
+def load_mode_of(settings, usable_mb: float, model_size_mb: float) -> str:
+    """llama_load_mode, else mmap when the master could hold the whole model in its usable RAM
+    (lower peak RAM); none when that is tight: the seeds report page-fault thrash with mmap on
+    low-RAM phones."""
+    return settings.llama_load_mode or ("mmap" if model_size_mb <= usable_mb else "none")
+
+
+def service_manager_of(settings, platform: str, device: Mapping[str, Any]) -> str:
+    """service_manager, else what the device has (DevicePlatform fact), else the platform's
+    usual one (termux-services on a phone, runit on Linux)."""
+    return settings.service_manager or device.get("service_manager") or (
+        "termux-services" if platform == "termux" else "runit")
+
+
+def binary_of(role: str) -> str:
+    """The program a role's service runs, by its installed name in <base>/bin."""
+    return SERVER_BINARY if role == "master" else RPC_BINARY
+
+
+def base_of(name: str, settings, platform: str, device: Mapping[str, Any]) -> str | None:
+    """Where llamafleet lives on the device (llamafleet.layout.resolve_base), or None when the
+    device's home is needed and unknown (a plan made without facts; the deploy, which reads
+    them, names host and key)."""
+    try:
+        return resolve_base(name, settings.llamafleet_dir, {"platform": platform, **device})
+    except LayoutError:
+        return None
+
+
+def model_path_of(base: str | None, settings) -> str | None:
+    """The model's path on the device: <base>/models/<model_name or the source's basename>."""
+    name = model_file_name(settings)
+    return f"{paths_for(base).models}/{name}" if base and name else None
+
+
+def server_address_of(name: str, settings) -> tuple[str, int]:
+    """Where llama-server listens: llama_server_host (else the cluster address) and port."""
+    return settings.llama_server_host or cluster_address_of(name, settings), settings.llama_server_port
+
+
+def api_url_of(name: str, settings) -> str:
+    """The master's HTTP API as clients reach it: where llama-server listens, or its cluster
+    address when it listens everywhere."""
+    host, port = server_address_of(name, settings)
+    if is_wildcard(host):
+        host = cluster_address_of(name, settings)
+    return f"http://{host_port(host, port)}"

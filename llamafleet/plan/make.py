@@ -1,0 +1,236 @@
+"""`make_plan`: who is master, which worker gets which port, bind and share of the model, and
+every other per-host decision (llamafleet.plan.decide), made once.
+
+A pure function of the hosts' typed settings and facts; `llamafleet plan`, `check` (offline,
+with ram_mb), `status`, the verify suite and deploy.py all call it, so what is shown is what
+gets deployed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from llamafleet.plan import decide
+from llamafleet.plan.addresses import cluster_address_of
+from llamafleet.plan.firewall import firewall_plan, gets_firewall
+from llamafleet.plan.memory import SPLIT_STEPS, format_split, quantisation_hint, split_by_capacity
+from llamafleet.plan.shapes import HostInput, MasterPlan, Plan, PlanError, PlannedHost
+from llamafleet.settings import SettingError
+
+# A device is "tight" when less than this fraction of its usable RAM is left after its share.
+_TIGHT_FRACTION = 0.10
+
+# Three or more RPC workers: upstream users report deadlocks (see shared llama-cpp-today notes).
+_MANY_WORKERS = 3
+
+
+@dataclass
+class _Device:
+    """Working values for one host while planning."""
+
+    host: HostInput
+    platform: str
+    ram_mb: float
+    usable_mb: float
+    arch: str | None
+
+
+def _ram_of(host: HostInput) -> float | None:
+    """ram_mb from data wins over the detected MemInfo total (offline planning)."""
+    if host.settings.ram_mb:
+        return float(host.settings.ram_mb)
+    total = (host.facts.get("MemInfo") or {}).get("total_mb")
+    return float(total) if total else None
+
+
+def _device(host: HostInput, reasons: list[str]) -> _Device | None:
+    ram = _ram_of(host)
+    if ram is None:
+        reasons.append(f"{host.name}: ram_mb: RAM unknown (no MemInfo fact and no ram_mb in data)")
+        return None
+    arch = (host.facts.get("CpuProfile") or {}).get("arch")
+    return _Device(host, decide.platform_of(host), ram, decide.usable_of(host.settings, ram, arch), arch)
+
+
+def _planned(
+    device: _Device, role: str, rank: int, split: float, model_size_mb: float, load_mode: str = ""
+) -> PlannedHost:
+    """Fill a PlannedHost for a master (rank 0) or a worker."""
+    settings, name = device.host.settings, device.host.name
+    cpu = device.host.facts.get("CpuProfile") or {}
+    platform_fact = device.host.facts.get("DevicePlatform") or {}
+    address = cluster_address_of(name, settings)
+    port = connect = transport = None
+    bind = address
+    if role == "worker":
+        transport = decide.effective_transport(settings, device.platform)
+        bind = decide.effective_bind(settings, transport, address)
+        port = decide.worker_port(settings, rank)
+        connect = decide.connect_of(transport, bind, address, port)
+    share_mb = split * model_size_mb
+    expected = share_mb + settings.rpc_overhead_mb
+    if role == "master" and load_mode == "mmap":
+        # Mapped model pages sit in the master's page cache while tensors are sent.
+        expected += model_size_mb
+    base = decide.base_of(name, settings, device.platform, platform_fact)
+    return PlannedHost(
+        name=name,
+        role=role,
+        rank=rank,
+        platform=device.platform,
+        cluster_address=address,
+        address=bind,
+        rpc_port=port,
+        connect=connect,
+        transport=transport,
+        arch=device.arch,
+        march=settings.llama_cpu_arch or cpu.get("march"),
+        cores=dict(cpu.get("cores") or {}),
+        big_cores=cpu.get("big_cores"),
+        threads=decide.threads_of(settings, cpu),
+        split=split,
+        ram_mb=round(device.ram_mb, 1),
+        usable_mb=round(device.usable_mb, 1),
+        share_mb=round(share_mb, 1),
+        expected_mb=round(expected, 1),
+        headroom_mb=round(device.ram_mb - expected, 1),
+        service_manager=decide.service_manager_of(settings, device.platform, platform_fact),
+        binary=decide.binary_of(role),
+        base=base,
+        model_path=decide.model_path_of(base, settings),
+    )
+
+
+def _hand_split(master: HostInput, worker_count: int, reasons: list[str]) -> list[float] | None:
+    """llama_tensor_split from the master's settings, checked; None when not given."""
+    split = master.settings.llama_tensor_split
+    if split is None:
+        return None
+    if len(split) != worker_count:
+        reasons.append(
+            f"{master.name}: llama_tensor_split: {len(split)} proportions for {worker_count} RPC workers"
+        )
+    elif abs(sum(split) - 1) > 0.001:
+        reasons.append(f"{master.name}: llama_tensor_split: proportions sum to {sum(split):g}, not 1")
+    return [float(share) for share in split]
+
+
+def _read_settings(hosts: list[HostInput]) -> None:
+    """Every host's typed settings, or one PlanError naming each refused value (what `llamafleet
+    check` refuses first; a plan made without it, e.g. by `status`, says the same)."""
+    reasons = []
+    for host in hosts:
+        try:
+            host.settings  # noqa: B018 - read once here, cached on the host
+        except SettingError as error:
+            reasons.append(str(error))
+    if reasons:
+        raise PlanError(reasons, "fix these values (`llamafleet check` names every problem)")
+
+
+def make_plan(hosts: list[HostInput], model_size_mb: float) -> Plan:
+    """Place a model of `model_size_mb` MB on the hosts, or raise PlanError saying why not.
+
+    One master (llama_role "master", rank 0, runs llama-server); the other hosts are RPC workers,
+    ranks 1..N in the given (inventory) order. The tensor split is proportional to each worker's
+    usable RAM unless the master's data has llama_tensor_split.
+    """
+    if not model_size_mb or model_size_mb <= 0:
+        raise PlanError(
+            ["cluster: model_size_mb: model size unknown"],
+            "set model_file (its size is used) or model_size_mb",
+        )
+    _read_settings(hosts)
+    masters = [host for host in hosts if host.settings.llama_role == "master"]
+    if len(masters) != 1:
+        names = ", ".join(host.name for host in masters) or "none"
+        raise PlanError([f"cluster: llama_role: need exactly one master, found {names}"],
+                        'set llama_role = "master" on exactly one host')
+    master_input = masters[0]
+    worker_inputs = [host for host in hosts if host is not master_input]
+    if not worker_inputs:
+        raise PlanError(["cluster: llama_role: no RPC workers"], "add at least one worker host")
+
+    reasons: list[str] = []
+    master = _device(master_input, reasons)
+    workers = [_device(host, reasons) for host in worker_inputs]
+    if reasons:
+        raise PlanError(reasons, "set ram_mb for hosts that cannot be reached")
+    assert master is not None and all(workers)
+
+    for device in workers:
+        if device.usable_mb <= 0:
+            settings = device.host.settings
+            reasons.append(
+                f"{device.host.name}: usable RAM is {device.usable_mb:.0f} MB "
+                f"({device.ram_mb:.0f} MB × {settings.rpc_ram_fraction} − "
+                f"{settings.rpc_overhead_mb} MB overhead): it cannot hold any tensors"
+            )
+    if reasons:
+        raise PlanError(reasons, "remove these devices from the workers or lower rpc_overhead_mb")
+
+    capacity = sum(device.usable_mb for device in workers)
+    master_settings = master_input.settings
+    model_name = os.path.basename(str(master_settings.model_name or master_settings.model_file
+                                      or master_settings.model_url or ""))
+    splits = _hand_split(master_input, len(workers), reasons)
+    if reasons:
+        raise PlanError(reasons, "give one proportion per worker in rank order, summing to 1, "
+                                 "or drop llama_tensor_split to split by RAM")
+    if splits is None:
+        if model_size_mb > capacity:
+            raise PlanError(
+                [f"cluster: model: {model_size_mb:.0f} MB does not fit the workers' usable RAM "
+                 f"({capacity:.0f} MB in total)"],
+                quantisation_hint(model_size_mb, capacity, model_name),
+            )
+        splits = split_by_capacity([device.usable_mb for device in workers])
+
+    for device, split in zip(workers, splits):
+        share = split * model_size_mb
+        # A rounding slack of one split step keeps the automatic split from refusing itself.
+        if share > device.usable_mb + model_size_mb / SPLIT_STEPS:
+            limit = "32-bit address space" if device.arch == "armv7l" else "usable RAM"
+            reasons.append(f"{device.host.name}: share {share:.0f} MB exceeds its {limit} "
+                           f"({device.usable_mb:.0f} MB)")
+    if master.arch == "armv7l" and model_size_mb > decide.ARMV7_ADDRESS_LIMIT_MB:
+        reasons.append(f"{master_input.name}: a 32-bit (armv7l) master cannot load a "
+                       f"{model_size_mb:.0f} MB model (about {decide.ARMV7_ADDRESS_LIMIT_MB} MB address space)")
+    if reasons:
+        raise PlanError(reasons, "lower those shares in llama_tensor_split (or drop it to split by "
+                                 "RAM), make a 64-bit host the master, or "
+                                 + quantisation_hint(model_size_mb, capacity, model_name))
+
+    load_mode = decide.load_mode_of(master_settings, master.usable_mb, model_size_mb)
+    planned = [_planned(master, "master", 0, 0.0, model_size_mb, load_mode)]
+    planned += [_planned(device, "worker", rank, split, model_size_mb)
+                for rank, (device, split) in enumerate(zip(workers, splits), start=1)]
+    for entry, device in zip(planned, [master, *workers]):
+        if gets_firewall(device.host.settings, entry.platform):
+            entry.firewall = firewall_plan(entry, planned[0], device.host.settings, master_settings)
+    server_host, server_port = decide.server_address_of(master_input.name, master_settings)
+    master_plan = MasterPlan(
+        name=master_input.name,
+        api_url=decide.api_url_of(master_input.name, master_settings),
+        load_mode=load_mode,
+        rpc=",".join(host.connect for host in planned[1:] if host.connect),
+        tensor_split=format_split(splits),
+        threads=planned[0].threads,
+        server_host=server_host,
+        server_port=server_port,
+    )
+    return Plan(planned, master_plan, model_size_mb, _hints(planned, len(workers)))
+
+
+def _hints(planned: list[PlannedHost], worker_count: int) -> list[str]:
+    """Warnings that do not stop the plan."""
+    hints = []
+    for host in planned[1:]:
+        if host.usable_mb - host.share_mb < _TIGHT_FRACTION * host.usable_mb:
+            hints.append(f"{host.name}: tight: {host.share_mb:.0f} of {host.usable_mb:.0f} MB usable "
+                         "RAM; a smaller quantisation leaves room for the OS")
+    if worker_count >= _MANY_WORKERS:
+        hints.append(f"{worker_count} RPC workers: upstream reports stalls with 3+ workers; if the "
+                     "master hangs, try fewer, larger workers")
+    return hints

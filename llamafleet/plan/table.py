@@ -1,0 +1,50 @@
+"""The plan as `llamafleet plan` prints it: a row per device, then how llama-server starts."""
+
+from __future__ import annotations
+
+from llamafleet.plan.addresses import host_port
+from llamafleet.plan.shapes import Plan, PlannedHost
+
+
+def _cores_text(host: PlannedHost) -> str:
+    total = sum(host.cores.values())
+    if not total:
+        return "?"
+    return f"{host.big_cores if host.big_cores is not None else '?'}/{total}"
+
+
+PLAN_COLUMNS = ("host", "role", "rank", "address:port", "transport", "big/all cores", "threads",
+                "march", "RAM MB", "share", "model MB", "expected MB", "headroom MB")
+
+
+def table_rows(plan: Plan) -> list[tuple[str, ...]]:
+    """One row per device, in PLAN_COLUMNS order."""
+    rows = []
+    for host in plan.hosts:
+        listens = host_port(host.address, host.rpc_port) if host.rpc_port else host.cluster_address
+        rows.append((
+            host.name, host.role, str(host.rank), listens, host.transport or "-",
+            _cores_text(host), str(host.threads), host.march or "?", f"{host.ram_mb:.0f}",
+            f"{host.split:.1%}" if host.role == "worker" else "-", f"{host.share_mb:.0f}",
+            f"{host.expected_mb:.0f}", f"{host.headroom_mb:.0f}",
+        ))
+    return rows
+
+
+def master_lines(plan: Plan) -> list[str]:
+    """How llama-server will be started, and the plan's hints."""
+    master = plan.master
+    return [
+        f"model: {plan.model_size_mb:.0f} MB",
+        f"master {master.name}: {master.api_url}  --load-mode {master.load_mode}  -t {master.threads}",
+        f"  --rpc {master.rpc}",
+        f"  -ts {master.tensor_split}",
+        *(f"hint: {hint}" for hint in plan.hints),
+    ]
+
+
+def render_table(plan: Plan) -> str:
+    """A table per device, then how llama-server will be started (plain text)."""
+    from llamafleet.tables import aligned
+
+    return "\n".join([*aligned(PLAN_COLUMNS, table_rows(plan)), "", *master_lines(plan)])
