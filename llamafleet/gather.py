@@ -58,11 +58,8 @@ def plan_fact_classes() -> dict[str, type]:
     return found
 
 
-def read_fact(host: Any, cls: type) -> Any:
-    """`host.get_fact(cls)`, with the arguments the fact takes from the host's data (CpuProfile:
-    the host's `llama_cpu_table`). The plan and the build read facts alike through this."""
-    arguments = getattr(cls, "arguments_from_data", None)
-    return host.get_fact(cls, **(arguments(host.data) if arguments else {}))
+# The plan and the build read facts alike, once per host and run: llamafleet.facts.reading.
+from llamafleet.facts.reading import read_fact  # noqa: E402
 
 
 def _error_text(error: BaseException) -> str:

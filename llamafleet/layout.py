@@ -149,7 +149,9 @@ def device_platform(host) -> dict:
         return cached
     from llamafleet.facts.device import DevicePlatform  # lazy: facts import pyinfra
 
-    platform = host.get_fact(DevicePlatform) or {}
+    from llamafleet.facts.reading import read_fact
+
+    platform = read_fact(host, DevicePlatform) or {}
     if platform.get("platform"):
         per_state[host.name] = platform
     return platform

@@ -13,6 +13,7 @@ from pyinfra import host
 from llamafleet.cpu.flags import FlagsError, build_flags
 from llamafleet.cpu.table import CpuTableError, table_for
 from llamafleet.facts import CpuProfile
+from llamafleet.facts.reading import read_fact
 from llamafleet.layout import device_paths
 from llamafleet.operations import build
 from llamafleet.operations.archive import sha256_file
@@ -38,7 +39,7 @@ def _expected_source() -> str | None:
 # while preparing, not halfway through it.
 try:
     build_flags(
-        host.get_fact(CpuProfile, cpu_table=settings.llama_cpu_table),
+        read_fact(host, CpuProfile),
         None,
         llama_cpu_arch=settings.llama_cpu_arch,
         llama_cpu_mcpu=settings.llama_cpu_mcpu,

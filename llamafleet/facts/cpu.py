@@ -27,6 +27,9 @@ class CpuProfile(FactBase[dict]):
       table (group data `llama_cpu_table`); read when the output is parsed, on the controller.
     """
 
+    # Read once per host and deploy (llamafleet.facts.reading): it cannot change meanwhile.
+    same_for_a_deploy = True
+
     # Set by command(): pyinfra calls command() and process() on one instance per read.
     cpu_table: str | None = None
 

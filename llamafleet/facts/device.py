@@ -31,6 +31,9 @@ class DevicePlatform(FactBase[dict]):
          "has_systemd": False, "service_manager": "termux-services"}
     """
 
+    # Read once per host and deploy (llamafleet.facts.reading): it cannot change meanwhile.
+    same_for_a_deploy = True
+
     def command(self) -> str:
         return PROBE
 

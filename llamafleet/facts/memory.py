@@ -15,6 +15,9 @@ class MemInfo(FactBase[dict]):
         {"total_mb": 7612, "available_mb": 3120}
     """
 
+    # Read once per host and deploy (llamafleet.facts.reading): it cannot change meanwhile.
+    same_for_a_deploy = True
+
     def command(self) -> str:
         return "cat /proc/meminfo 2>/dev/null; true"
 

@@ -4,19 +4,56 @@ Two layouts are accepted:
 - a llama.cpp tree, at the top of the archive or under one directory (`llama.cpp-b6000/`),
 - a llama-cpp-python sdist, whose llama.cpp is vendored at `<name>/vendor/llama.cpp/`.
 The llama.cpp root is the directory holding `CMakeLists.txt` and `llama.h` (in `include/` since
-mid 2024, at the top before). Results are memoised per file version: the archive is ~75 MB and
-every host of a deploy asks.
+mid 2024, at the top before). Results are remembered per file version (in the process and on disk): the archive is ~75 MB
+and every host of every deploy asks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tarfile
 from collections.abc import Iterable
+from pathlib import Path
 
 _CHUNK = 1024 * 1024
 _memo: dict[tuple, str] = {}
+_remembered: dict[Path, dict[str, str]] = {}  # cache file -> its entries, read once
+
+
+def digest_cache_file() -> Path:
+    """Where digests of controller files outlive the process: every deploy would otherwise
+    read the 75 MB archive and the model again (0.9 s of a 6 s no-op re-run on the lab)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "llamafleet" / "digests.json"
+
+
+def _remember(key: tuple, compute) -> str:
+    """`compute()` once per file version: in this process, then on disk. The key holds the
+    file's real path, size and mtime in ns (as git's index trusts a file's stat), so a changed
+    file is read again; a cache that cannot be read or written only costs the time."""
+    if key in _memo:
+        return _memo[key]
+    path = digest_cache_file()
+    if path not in _remembered:
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            loaded = {}
+        _remembered[path] = loaded if isinstance(loaded, dict) else {}
+    entries, name = _remembered[path], json.dumps(key)
+    if not isinstance(entries.get(name), str):
+        entries[name] = compute()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}")
+            partial.write_text(json.dumps(entries, indent=0, sort_keys=True))
+            partial.replace(path)
+        except OSError:
+            pass
+    _memo[key] = entries[name]
+    return _memo[key]
 
 
 class ArchiveError(ValueError):
@@ -38,14 +75,14 @@ def sha256_file(path: str | os.PathLike) -> str:
     (llamafleet_lab.assets) use it too (the key is the real path, size and mtime, so a changed
     file is hashed again).
     """
-    key = ("sha256",) + _file_version(path)
-    if key not in _memo:
+    def compute() -> str:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
             while block := handle.read(_CHUNK):
                 digest.update(block)
-        _memo[key] = digest.hexdigest()
-    return _memo[key]
+        return digest.hexdigest()
+
+    return _remember(("sha256",) + _file_version(path), compute)
 
 
 def llama_root(members: Iterable[str]) -> str:
@@ -80,11 +117,11 @@ def llama_root(members: Iterable[str]) -> str:
 
 def archive_llama_root(path: str) -> str:
     """The llama.cpp root inside the .tar.gz at `path` (see `llama_root`)."""
-    key = ("root",) + _file_version(path)
-    if key not in _memo:
+    def compute() -> str:
         try:
             with tarfile.open(path, "r:*") as archive:
-                _memo[key] = llama_root(archive.getnames())
+                return llama_root(archive.getnames())
         except (tarfile.TarError, OSError, EOFError) as error:
             raise ArchiveError(f"cannot list {path}: {error}") from error
-    return _memo[key]
+
+    return _remember(("root",) + _file_version(path), compute)

@@ -40,6 +40,7 @@ from llamafleet.cpu.flags import FlagsError, build_flags
 from llamafleet.cpu.table import table_for
 from llamafleet.facts import CompilerInfo, CpuProfile, MemInfo, compiler_accepts
 from llamafleet.facts.build import InstalledBuild, LlamaSource
+from llamafleet.facts.reading import read_fact
 from llamafleet.layout import Paths, device_platform
 from llamafleet.operations.archive import sha256_file
 from llamafleet.operations.buildinputs import (
@@ -243,8 +244,8 @@ def resolve(
     platform_name = platform.get("platform") or "linux"
     compiler_name = compiler or ("clang" if platform_name == "termux" else "cc")
 
-    profile = host.get_fact(CpuProfile, cpu_table=cpu_table)
-    memory = host.get_fact(MemInfo) or {}
+    profile = read_fact(host, CpuProfile, **({"cpu_table": cpu_table} if cpu_table else {}))
+    memory = read_fact(host, MemInfo) or {}
     compiler_info = host.get_fact(CompilerInfo, compiler=compiler_name)
     tree = host.get_fact(LlamaSource, path=paths.llama_src)
     installed = host.get_fact(InstalledBuild, bin_dir=paths.bin)

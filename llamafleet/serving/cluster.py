@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gevent
 from gevent.lock import BoundedSemaphore
 from pyinfra import host, inventory
 from pyinfra.context import ctx_inventory
@@ -39,8 +40,8 @@ def current_plan() -> Plan:
     pyinfra loads the task files of all hosts at once, one greenlet per host. Without the lock
     every greenlet would miss the cache while the first is still reading facts, and all of them
     would read every host's facts: N x N SSH channels at once, which sshd refuses past its
-    MaxSessions (10) on an 8-host cluster. So one greenlet reads, the others wait for its plan
-    (or its error).
+    MaxSessions (10) on an 8-host cluster. So one greenlet reads (one greenlet per host, one
+    channel each), the others wait for its plan (or its error).
     """
     loaded = ctx_inventory.get()  # the Inventory itself, not its proxy: one object per deploy run
     key = id(loaded)
@@ -48,10 +49,13 @@ def current_plan() -> Plan:
         with _PLAN_LOCK:
             if key not in _PLAN_CACHE:
                 try:
-                    hosts = [
-                        HostInput(name=h.name, data=h.data, facts=host_facts(loaded.get_host(h.name)), groups=h.groups)
-                        for h in hosts_from_inventory(loaded)
-                    ]
+                    listed = hosts_from_inventory(loaded)
+                    # Every host's facts at once (one channel per host): the plan waits for the
+                    # slowest host, not for the sum of them.
+                    readers = [gevent.spawn(host_facts, loaded.get_host(h.name)) for h in listed]
+                    gevent.joinall(readers, raise_error=True)
+                    hosts = [HostInput(name=h.name, data=h.data, facts=reader.value, groups=h.groups)
+                             for h, reader in zip(listed, readers)]
                     model_mb = model_size_from_data(hosts[0].data) if hosts else None
                     _PLAN_CACHE[key] = make_plan(hosts, model_mb or 0)
                 except Exception as error:  # every host reports the same refusal, read once

@@ -72,3 +72,30 @@ def test_unreadable_archive_is_an_error(tmp_path):
         archive_llama_root(str(path))
     with pytest.raises(ArchiveError, match="cannot read"):
         archive_llama_root(str(tmp_path / "missing.tar.gz"))
+
+
+def test_digests_outlive_the_process_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
+    """A new deploy process finds the digest on disk instead of reading the file again; a
+    file with another size or mtime is hashed anew."""
+    import json
+    import os
+
+    from llamafleet.operations import archive
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(archive, "_memo", {})
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"weights")
+    assert sha256_file(str(path)) == hashlib.sha256(b"weights").hexdigest()
+    stored = json.loads(archive.digest_cache_file().read_text())
+    assert list(stored.values()) == [hashlib.sha256(b"weights").hexdigest()]
+
+    # Another process: nothing in memory; the stored digest is used (proved by planting one).
+    monkeypatch.setattr(archive, "_memo", {})
+    monkeypatch.setattr(archive, "_remembered", {})
+    archive.digest_cache_file().write_text(json.dumps({name: "f" * 64 for name in stored}))
+    assert sha256_file(str(path)) == "f" * 64
+
+    path.write_bytes(b"other weights")  # a new size: read again
+    os.utime(path, ns=(1, 1))
+    assert sha256_file(str(path)) == hashlib.sha256(b"other weights").hexdigest()
