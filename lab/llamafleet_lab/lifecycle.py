@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from llamafleet_lab import hostinit, hostsetup, network, phone, sshd
+from llamafleet_lab import find_inits, hostinit, hostsetup, network, phone, sshd
 from llamafleet_lab.state import MARKER_FILE, LabError, LabNotUp, LabState, load_state
 from llamafleet_lab.topology import LabHost, plan_hosts, state_dir
 
@@ -128,7 +128,7 @@ def _check_existing(state: LabState, phones: int, linux: int) -> LabState:
             f"a lab with {state.phones} phones and {state.linux} Linux hosts is up; "
             f"run `llamafleet lab down` first to get {phones} phones and {linux} Linux hosts"
         )
-    dead = [host.name for host in state.hosts if not _init_alive(state.init_pids.get(host.name))]
+    dead = [host.name for host in state.hosts if not find_inits.init_alive(state.init_pids.get(host.name))]
     if state.phase != "up" or dead:
         raise LabError(
             "the lab's state says it is up, but "
@@ -226,19 +226,19 @@ def _down_locked(directory: Path) -> DownResult:
     except LabNotUp:
         state = None
     init_pids = set(state.init_pids.values()) if state else set()
-    init_pids |= _running_inits(directory)
+    init_pids |= find_inits.running_inits(directory)
     if state is None and not init_pids and not network.leftovers() + phone.cgroup_leftovers() and not directory.exists():
         return DownResult(was_up=False, seconds=0.0, problems=[])
 
     problems = []
     phone.thaw_all()  # a dozing phone's frozen processes would not take the kernel's SIGKILL
     for pid in init_pids:
-        if _init_alive(pid):
+        if find_inits.init_alive(pid):
             # PID 1 of the host's PID namespace: the kernel kills the whole host with it.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + INIT_EXIT_TIMEOUT
-    while (alive := [pid for pid in init_pids if _process_exists(pid)]) and time.monotonic() < deadline:
+    while (alive := [pid for pid in init_pids if find_inits.process_exists(pid)]) and time.monotonic() < deadline:
         time.sleep(0.05)
     if alive:
         problems.append(f"init processes still present after {INIT_EXIT_TIMEOUT:.0f}s: {sorted(alive)}")
@@ -256,49 +256,6 @@ def _down_locked(directory: Path) -> DownResult:
     return DownResult(was_up=True, seconds=time.monotonic() - started, problems=problems)
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return raw.rstrip(b"\0").decode(errors="replace").split("\0")
-
-
-def _is_lab_init(pid: int | None, directory: Path | None = None) -> bool:
-    """True for a running host init (checked by its command line, so a recycled pid after a
-    machine reboot is never killed)."""
-    if not pid:
-        return False
-    argv = _cmdline(pid)
-    if len(argv) < 4 or not argv[-4].endswith("hostinit.py") or argv[-3] != "init":
-        return False
-    return directory is None or argv[-2].startswith(str(directory) + "/")
-
-
-def _init_alive(pid: int | None) -> bool:
-    return _is_lab_init(pid) and not _is_zombie(pid)
-
-
-def _running_inits(directory: Path) -> set[int]:
-    """Host inits of this state dir, found by command line (covers a lost state file)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _is_lab_init(int(entry.name), directory):
-            pids.add(int(entry.name))
-    return pids
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _process_exists(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
-
-
 # --- reboot, status -------------------------------------------------------------------------
 
 
@@ -310,7 +267,7 @@ def reboot(name: str, *, state: LabState | None = None) -> dict:
     state = state or load_state()
     host = state.host(name)
     pid = state.init_pid(name)
-    if not _init_alive(pid):
+    if not find_inits.init_alive(pid):
         raise LabError(f"lab host {host.name} is not running (init pid {pid} is gone): run `llamafleet lab down` and `up`")
     before = state.boot_status(name).get("boot_count", 0)
     os.kill(pid, signal.SIGUSR1)

@@ -23,17 +23,11 @@ each later one copies from it (`build.install_copy` fetches the binaries itself 
 `--no-wait` the hosts do not wait for one another at all; nothing here coordinates that mode.
 """
 
+
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import weakref
-from dataclasses import dataclass
-from io import StringIO
-
 from pyinfra import host, logger
-from pyinfra.api import FunctionCommand, QuoteString, StringCommand, operation
+from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.exceptions import OperationValueError
 
 from llamafleet.cpu.flags import FlagsError, build_flags
@@ -42,161 +36,23 @@ from llamafleet.facts import CompilerInfo, CpuProfile, MemInfo, compiler_accepts
 from llamafleet.facts.build import InstalledBuild, LlamaSource
 from llamafleet.facts.reading import read_fact
 from llamafleet.layout import Paths, device_platform
-from llamafleet.operations.archive import sha256_file
-from llamafleet.operations.buildinputs import (
-    CACHE_SOURCE,
-    BuildInputs,
-    ClassMember,
-    choose_jobs,
-    cmake_args_for,
-    compiler_identity,
-    describe_difference,
-    installed_matches,
-    installed_name,
-    make_stamp,
-    plan_class_builds,
-    role_targets,
-    source_identity,
-    stamp_json,
+from llamafleet.operations.buildclass import (
+    HostBuild, binaries_changed, build_cache_dir, cached_artifact, current_host_assignment, record_binaries, registry,
 )
-from llamafleet.operations.transfer import upload_verified, verify_and_rename
-from llamafleet.templates import render
+from llamafleet.operations.buildinputs import (
+    CACHE_SOURCE, BuildInputs, choose_jobs, cmake_args_for, compiler_identity, describe_difference, installed_matches,
+    installed_name, make_stamp, role_targets, source_identity, stamp_json,
+)
+from llamafleet.operations.buildscript import BUILD_SCRIPT, BUILD_SCRIPT_SHA256, fail, run_script, upload_script
+from llamafleet.operations.buildshare import class_archive_on_device, copy_late, pack_and_fetch
+from llamafleet.operations.transfer import upload_verified
 
-# The same text for every host (its inputs come as LF_* variables), so one render serves the deploy.
-BUILD_SCRIPT = render("llamafleet/libexec/llamafleet-build.sh.j2")
-BUILD_SCRIPT_SHA256 = hashlib.sha256(BUILD_SCRIPT.encode()).hexdigest()
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-# --- what each host found out in `resolve`, shared between hosts of one deploy ---------------
-
-
-@dataclass
-class HostBuild:
-    """One host's build situation, as recorded by `build.resolve`."""
-
-    name: str
-    order: int
-    paths: Paths
-    inputs: BuildInputs | None
-    up_to_date: bool
-    reason: str
-    share: bool
-    jobs: int
-    cc: str | None
-    cxx: str | None
-    problem: str | None = None
-    # Recorded while executing (not the preview made while preparing): only such records say
-    # what a host really needs, so only they take part in the class plan during execution.
-    executed: bool = False
-    # Set once this deploy compiled or installed the class's binaries here: the host can give
-    # them to a twin that runs after it (pyinfra --serial runs one host after the other).
-    has_binaries: bool = False
-
-    @property
-    def key(self) -> str | None:
-        return self.inputs.key() if self.inputs else None
-
-
-# One registry per pyinfra State: several deploys (tests) may live in one process.
-_registries: "weakref.WeakKeyDictionary[object, dict[str, HostBuild]]" = weakref.WeakKeyDictionary()
-
-
-def registry(state) -> dict[str, HostBuild]:
-    return _registries.setdefault(state, {})
-
-
-def build_cache_dir(state) -> str:
-    """Controller directory holding class binaries: $LLAMAFLEET_BUILD_CACHE, else
-    `.llamafleet/cache/builds` in the deploy directory."""
-    configured = os.environ.get("LLAMAFLEET_BUILD_CACHE")
-    if configured:
-        return configured
-    return os.path.join(state.cwd or os.getcwd(), ".llamafleet", "cache", "builds")
-
-
-def cached_artifact(cache_dir: str, key: str) -> tuple[str, str] | None:
-    """(path, sha256) of a verified class archive in the controller cache, or None."""
-    path = os.path.join(cache_dir, f"{key}.tar.gz")
-    try:
-        with open(f"{path}.sha256") as handle:
-            expected = handle.read().strip()
-    except OSError:
-        return None
-    if not os.path.exists(path) or sha256_file(path) != expected:
-        return None
-    return path, expected
-
-
-def binaries_changed(host) -> bool:
-    """True, during execution, when this deploy put new binaries in `host`'s <base>/bin.
-
-    For `_if=` callbacks of later operations (restart a service on a new binary): once
-    `build.compile` / `build.install_copy` have run, a host that needed binaries and is still
-    in the deploy has them.
-    """
-    build = registry(host.state).get(host.name)
-    return bool(host.state.is_executing and build and build.problem is None and not build.up_to_date)
-
-
-def _class_plan(state):
-    """Who compiles and who copies, from the records of `build.resolve`.
-
-    While executing, a host whose record is still the preview has not run yet (pyinfra --serial
-    runs every operation of one host before the next host starts): it is left out and plans
-    for itself when its turn comes, copying from whoever has the binaries by then.
-    """
-    builds = registry(state)
-    members = [
-        ClassMember(build.name, build.key, build.up_to_date or build.has_binaries, build.share)
-        for build in sorted(builds.values(), key=lambda build: build.order)
-        if build.problem is None and (build.executed or not state.is_executing)
-    ]
-    cache_dir = build_cache_dir(state)
-    cached = {member.key for member in members if member.key and cached_artifact(cache_dir, member.key)}
-    return plan_class_builds(members, cached)
-
-
-def _fail(message: str) -> FunctionCommand:
-    """A command that fails this host (only this one) with `message`."""
-
-    def report(state, host) -> bool:
-        host.log_styled(message, fg="red", log_func=logger.error)
-        return False
-
-    return FunctionCommand(report, (), {})
-
-
-def _script_env(build: HostBuild, **extra: str) -> list:
-    paths = build.paths
-    env = {
-        "LF_HOST": build.name,
-        "LF_KEY": build.key or "",
-        "LF_LOG": paths.build_log,
-        "LF_RUN": paths.run,
-        "LF_RELEASES": paths.releases,
-        "LF_BIN": paths.bin,
-        **extra,
-    }
-    return ["env", *(QuoteString(f"{name}={value}") for name, value in env.items())]
-
-
-def _run_script(build: HostBuild, mode: str, args: tuple[str, ...] = (), **env: str) -> StringCommand:
-    return StringCommand(
-        *_script_env(build, **env), "sh", QuoteString(build.paths.build_script), mode,
-        *(QuoteString(arg) for arg in args),
-    )
-
-
-def _upload_script(build: HostBuild):
-    yield from upload_verified(StringIO(BUILD_SCRIPT), build.paths.build_script, BUILD_SCRIPT_SHA256)
-
-
-def _record_binaries(state, host, build: HostBuild) -> bool:
-    """Run after a compile or an install succeeded: later twins may copy from this host."""
-    build.has_binaries = True
-    return True
+# The operations, and the names other modules and tests reach through `build` (helpers live in
+# buildclass, buildscript and buildshare).
+__all__ = [
+    "resolve", "compile", "share", "install_copy", "registry", "binaries_changed", "build_cache_dir",
+    "cached_artifact", "HostBuild", "record_binaries", "copy_late", "BUILD_SCRIPT", "BUILD_SCRIPT_SHA256",
+]
 
 
 # --- 1. resolve ------------------------------------------------------------------------------
@@ -317,16 +173,10 @@ def resolve(
         f"march {flags.march}, targets {' '.join(inputs.targets)}"
     )
     if executing and problem:
-        yield _fail(problem)
+        yield fail(problem)
 
 
 # --- 2. compile ------------------------------------------------------------------------------
-
-
-def _mine(state) -> tuple[HostBuild | None, object]:
-    build = registry(state).get(host.name)
-    plan = _class_plan(state)
-    return build, plan.get(host.name) if build else None
 
 
 @operation()
@@ -347,7 +197,7 @@ def compile(paths: Paths):
 
         build.compile(name="Compile llama.cpp", paths=device_paths(host))
     """
-    build, assignment = _mine(host.state)
+    build, assignment = current_host_assignment(host.state)
     if build is None or assignment is None:
         host.noop("no build planned (see build.resolve)")
         return
@@ -367,8 +217,8 @@ def compile(paths: Paths):
             f"compiling {' '.join(inputs.targets)} for class {key} (-j{build.jobs}; {build.reason}); "
             f"follow with: tail -f {paths.build_log}"
         )
-    yield from _upload_script(build)
-    yield _run_script(
+    yield from upload_script(build)
+    yield run_script(
         build,
         "compile",
         inputs.cmake_args,
@@ -381,51 +231,10 @@ def compile(paths: Paths):
         LF_CC=build.cc or "cc",
         LF_CXX=build.cxx or "c++",
     )
-    yield FunctionCommand(_record_binaries, (build,), {})
+    yield FunctionCommand(record_binaries, (build,), {})
 
 
 # --- 3. share --------------------------------------------------------------------------------
-
-
-def _class_archive_on_device(build: HostBuild) -> str:
-    return f"{build.paths.run}/class-{build.key}.tar.gz"
-
-
-def _pack_and_fetch(state, host, build: HostBuild, cache_dir: str) -> bool:
-    """Pack the release on this host, download it to the controller cache and verify it."""
-    remote = _class_archive_on_device(build)
-    status, output = host.run_shell_command(_run_script(build, "pack", LF_ARCHIVE=remote))
-    if not status:
-        for line in output.stderr_lines or output.stdout_lines:
-            host.log(line, log_func=logger.error)
-        return False
-    digests = [line.strip() for line in output.stdout_lines if _HEX64.match(line.strip())]
-    if not digests:
-        host.log_styled("packing printed no sha256", fg="red", log_func=logger.error)
-        return False
-    expected = digests[-1]
-
-    os.makedirs(cache_dir, exist_ok=True)
-    path = os.path.join(cache_dir, f"{build.key}.tar.gz")
-    part = f"{path}.part"
-    if not host.get_file(remote, part):
-        return False
-    actual = sha256_file(part)
-    if actual != expected:
-        os.remove(part)
-        host.log_styled(
-            f"class {build.key}: downloaded archive has sha256 {actual}, the device said {expected}",
-            fg="red",
-            log_func=logger.error,
-        )
-        return False
-    os.replace(part, path)
-    with open(f"{path}.sha256.part", "w") as handle:
-        handle.write(expected + "\n")
-    os.replace(f"{path}.sha256.part", f"{path}.sha256")
-    host.run_shell_command(StringCommand("rm", "-f", QuoteString(remote)))
-    host.log(f"class {build.key}: binaries fetched to {path} (sha256 {expected[:12]})")
-    return True
 
 
 @operation()
@@ -445,50 +254,14 @@ def share(paths: Paths):
 
         build.share(name="Fetch class binaries", paths=device_paths(host))
     """
-    build, assignment = _mine(host.state)
+    build, assignment = current_host_assignment(host.state)
     if build is None or assignment is None or not assignment.share_to:
         host.noop("no twin needs binaries from this host")
         return
-    yield FunctionCommand(_pack_and_fetch, (build, build_cache_dir(host.state)), {})
+    yield FunctionCommand(pack_and_fetch, (build, build_cache_dir(host.state)), {})
 
 
 # --- 4. install_copy -------------------------------------------------------------------------
-
-
-def _run_checked(host, command) -> bool:
-    """Run one command on `host`; on failure show its output and return False."""
-    status, output = host.run_shell_command(command)
-    if not status:
-        for line in output.stderr_lines or output.stdout_lines:
-            host.log(line, log_func=logger.error)
-    return bool(status)
-
-
-def _copy_late(state, host, build: HostBuild, source: HostBuild, cache_dir: str) -> bool:
-    """Fetch the class binaries from `source` now, then install them on `host` (the same steps
-    as `build.share` + `build.install_copy`, for runs where the source was done first)."""
-    source_host = state.inventory.get_host(source.name, None)
-    if source_host is None or source_host not in state.active_hosts:
-        host.log_styled(
-            f"class {build.key}: {source.name}, which holds the binaries, is not in this deploy any more",
-            fg="red",
-            log_func=logger.error,
-        )
-        return False
-    if cached_artifact(cache_dir, build.key) is None and not _pack_and_fetch(state, source_host, source, cache_dir):
-        return False
-    local, sha256 = cached_artifact(cache_dir, build.key) or (None, None)
-    if local is None:
-        return False
-    remote = _class_archive_on_device(build)
-    return (
-        _run_checked(host, StringCommand("mkdir", "-p", QuoteString(build.paths.run), QuoteString(build.paths.libexec)))
-        and host.put_file(local, f"{remote}.part")
-        and _run_checked(host, verify_and_rename(f"{remote}.part", remote, sha256))
-        and host.put_file(StringIO(BUILD_SCRIPT), build.paths.build_script)
-        and _run_checked(host, _run_script(build, "install", LF_ARCHIVE=remote, LF_SHA256=sha256, LF_SOURCE_HOST=source.name))
-        and _record_binaries(state, host, build)
-    )
 
 
 @operation()
@@ -504,7 +277,7 @@ def install_copy(paths: Paths):
 
         build.install_copy(name="Install class binaries", paths=device_paths(host))
     """
-    build, assignment = _mine(host.state)
+    build, assignment = current_host_assignment(host.state)
     if build is None or assignment is None or assignment.action != "copy":
         host.noop("this host does not need binaries from a twin")
         return
@@ -517,19 +290,19 @@ def install_copy(paths: Paths):
             return
         source = registry(host.state).get(assignment.source or "")
         if source is None:
-            yield _fail(
+            yield fail(
                 f"{host.name}: class {build.key}: the binaries from {assignment.source} did not reach "
                 "the controller (see its errors above); run the deploy again"
             )
             return
         # The source ran all its operations before this host's turn (pyinfra --serial), so its
         # `build.share` did not know this twin: fetch from it now.
-        yield FunctionCommand(_copy_late, (build, source, cache_dir), {})
+        yield FunctionCommand(copy_late, (build, source, cache_dir), {})
         return
     local, sha256 = artifact
-    remote = _class_archive_on_device(build)
+    remote = class_archive_on_device(build)
     source = "the controller cache" if assignment.source == CACHE_SOURCE else assignment.source
     yield from upload_verified(local, remote, sha256)
-    yield from _upload_script(build)
-    yield _run_script(build, "install", LF_ARCHIVE=remote, LF_SHA256=sha256, LF_SOURCE_HOST=source)
-    yield FunctionCommand(_record_binaries, (build,), {})
+    yield from upload_script(build)
+    yield run_script(build, "install", LF_ARCHIVE=remote, LF_SHA256=sha256, LF_SOURCE_HOST=source)
+    yield FunctionCommand(record_binaries, (build,), {})

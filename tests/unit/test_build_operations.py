@@ -136,7 +136,7 @@ def test_cold_class_of_three_compiles_on_the_first_only():
     # The builder's share step did not run here (no real host): the twins fetch from it late.
     late = results[("phone2", "install_copy")]
     assert [type(c) for c in late] == [FunctionCommand]
-    assert late[0].function.__name__ == "_copy_late" and late[0].args[1].name == "phone1"
+    assert late[0].function is build.copy_late and late[0].args[1].name == "phone1"
 
 
 def test_twins_install_from_the_controller_cache(empty_build_cache):
@@ -169,7 +169,7 @@ def run_host_serially(fake):
         args = {"role": "worker"} if op == "resolve" else {}
         commands[op] = run(getattr(build, op), fake, paths=PATHS, **args)
         for command in commands[op]:
-            if isinstance(command, FunctionCommand) and command.function is build._record_binaries:
+            if isinstance(command, FunctionCommand) and command.function is build.record_binaries:
                 command.function(fake.state, fake, *command.args)
     return commands
 
@@ -191,7 +191,7 @@ def test_serial_run_compiles_once_whichever_twin_runs_first(order):
     assert any(f"come from {order[0]}" in text for text in hosts[order[1]].noops)
     late = second["install_copy"]
     assert [type(c) for c in late] == [FunctionCommand]
-    assert late[0].function.__name__ == "_copy_late" and late[0].args[1].name == order[0]
+    assert late[0].function is build.copy_late and late[0].args[1].name == order[0]
 
 
 def test_up_to_date_host_does_nothing():

@@ -1,0 +1,119 @@
+"""What the members of a build class know of each other during one deploy, and who builds.
+
+`build.resolve` records each host's `HostBuild` in a registry kept per pyinfra State; the later
+build operations read it to plan the class (one member compiles, its twins copy) and to know
+whether a host already holds the class's binaries, here or in the controller's build cache.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from dataclasses import dataclass
+
+from pyinfra import host
+
+from llamafleet.layout import Paths
+from llamafleet.operations.archive import sha256_file
+from llamafleet.operations.buildinputs import BuildInputs, ClassMember, plan_class_builds
+
+# --- what each host found out in `resolve`, shared between hosts of one deploy ---------------
+
+
+@dataclass
+class HostBuild:
+    """One host's build situation, as recorded by `build.resolve`."""
+
+    name: str
+    order: int
+    paths: Paths
+    inputs: BuildInputs | None
+    up_to_date: bool
+    reason: str
+    share: bool
+    jobs: int
+    cc: str | None
+    cxx: str | None
+    problem: str | None = None
+    # Recorded while executing (not the preview made while preparing): only such records say
+    # what a host really needs, so only they take part in the class plan during execution.
+    executed: bool = False
+    # Set once this deploy compiled or installed the class's binaries here: the host can give
+    # them to a twin that runs after it (pyinfra --serial runs one host after the other).
+    has_binaries: bool = False
+
+    @property
+    def key(self) -> str | None:
+        return self.inputs.key() if self.inputs else None
+
+
+# One registry per pyinfra State: several deploys (tests) may live in one process.
+_registries: "weakref.WeakKeyDictionary[object, dict[str, HostBuild]]" = weakref.WeakKeyDictionary()
+
+
+def registry(state) -> dict[str, HostBuild]:
+    return _registries.setdefault(state, {})
+
+
+def build_cache_dir(state) -> str:
+    """Controller directory holding class binaries: $LLAMAFLEET_BUILD_CACHE, else
+    `.llamafleet/cache/builds` in the deploy directory."""
+    configured = os.environ.get("LLAMAFLEET_BUILD_CACHE")
+    if configured:
+        return configured
+    return os.path.join(state.cwd or os.getcwd(), ".llamafleet", "cache", "builds")
+
+
+def cached_artifact(cache_dir: str, key: str) -> tuple[str, str] | None:
+    """(path, sha256) of a verified class archive in the controller cache, or None."""
+    path = os.path.join(cache_dir, f"{key}.tar.gz")
+    try:
+        with open(f"{path}.sha256") as handle:
+            expected = handle.read().strip()
+    except OSError:
+        return None
+    if not os.path.exists(path) or sha256_file(path) != expected:
+        return None
+    return path, expected
+
+
+def binaries_changed(host) -> bool:
+    """True, during execution, when this deploy put new binaries in `host`'s <base>/bin.
+
+    For `_if=` callbacks of later operations (restart a service on a new binary): once
+    `build.compile` / `build.install_copy` have run, a host that needed binaries and is still
+    in the deploy has them.
+    """
+    build = registry(host.state).get(host.name)
+    return bool(host.state.is_executing and build and build.problem is None and not build.up_to_date)
+
+
+def class_plan(state):
+    """Who compiles and who copies, from the records of `build.resolve`.
+
+    While executing, a host whose record is still the preview has not run yet (pyinfra --serial
+    runs every operation of one host before the next host starts): it is left out and plans
+    for itself when its turn comes, copying from whoever has the binaries by then.
+    """
+    builds = registry(state)
+    members = [
+        ClassMember(build.name, build.key, build.up_to_date or build.has_binaries, build.share)
+        for build in sorted(builds.values(), key=lambda build: build.order)
+        if build.problem is None and (build.executed or not state.is_executing)
+    ]
+    cache_dir = build_cache_dir(state)
+    cached = {member.key for member in members if member.key and cached_artifact(cache_dir, member.key)}
+    return plan_class_builds(members, cached)
+
+
+def current_host_assignment(state) -> tuple[HostBuild | None, object]:
+    """The current pyinfra host's record and its part in the class plan (None when unplanned)."""
+    build = registry(state).get(host.name)
+    plan = class_plan(state)
+    return build, plan.get(host.name) if build else None
+
+
+def record_binaries(state, host, build: HostBuild) -> bool:
+    """Run after a compile or an install succeeded: later twins may copy from this host."""
+    build.has_binaries = True
+    return True
