@@ -19,7 +19,6 @@ the only place an app may write) and `/opt/llamafleet` on Linux.
 from __future__ import annotations
 
 import posixpath
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,27 +133,13 @@ def resolve_base(host_name: str, configured: Any, platform: dict | None) -> str:
     return LINUX_DEFAULT_BASE
 
 
-# The platform of a device does not change during a deploy, and pyinfra 3.10 does not cache
-# facts: remember it per deploy (State) and host name, so every task asking for paths costs one
-# SSH round trip in total. Keyed by the State, not the host: inside deploy code `host` is
-# pyinfra's context proxy, whose hash and equality follow whichever host is current.
-_platform_cache: "weakref.WeakKeyDictionary[Any, dict[str, dict]]" = weakref.WeakKeyDictionary()
-
-
 def device_platform(host) -> dict:
-    """The DevicePlatform fact of `host`, read once per host and deploy."""
-    per_state = _platform_cache.setdefault(host.state, {})
-    cached = per_state.get(host.name)
-    if cached is not None:
-        return cached
+    """The DevicePlatform fact of `host`, read once per host and deploy (llamafleet.facts.reading:
+    a device's platform does not change while a deploy runs)."""
     from llamafleet.facts.device import DevicePlatform  # lazy: facts import pyinfra
-
     from llamafleet.facts.reading import read_fact
 
-    platform = read_fact(host, DevicePlatform) or {}
-    if platform.get("platform"):
-        per_state[host.name] = platform
-    return platform
+    return read_fact(host, DevicePlatform) or {}
 
 
 def platform_name(host) -> str:
