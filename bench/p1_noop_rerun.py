@@ -38,6 +38,13 @@ def seeds_rerun(state) -> float:
         script = SEED_BUILD.format(src=f"{base}/src/llama.cpp", target=target)
         if host.kind == "phone":
             script = script.replace("/tmp/seed-build", f"{host.home}/seed-build")
+            # The guides' Termux build: CMake's default generator wants `make`, which a phone
+            # has only once installed (its PATH is $PREFIX/bin alone); the compiler is clang.
+            # Installed before the clock starts: the figure is the build's.
+            prepared = lab_exec(host.name, "pkg install -y make >/dev/null", timeout=600)
+            if prepared.returncode != 0:
+                raise RuntimeError(f"{host.name}: pkg install make failed: {prepared.stderr[-500:]}")
+            script = "export CC=clang CXX=clang++; " + script
         jobs.append((host.name, script))
 
     def build(job):
