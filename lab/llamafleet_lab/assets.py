@@ -146,13 +146,30 @@ def fetch_model() -> Path:
     return target
 
 
+def fetch_rootfs() -> Path:
+    """The Debian rootfs the lab's systemd hosts boot (llamafleet_lab.rootfs), as root only."""
+    from llamafleet_lab import rootfs
+
+    root = rootfs.ensure_rootfs(cache_dir(), say=lambda message: print(f"  {message}", flush=True))
+    print(f"  ok   {root.name}", flush=True)
+    return root
+
+
 def fetch_all() -> dict[str, Path]:
     print(f"llamafleet assets -> {cache_dir()}", flush=True)
-    print("[1/2] llama.cpp source (llama-cpp-python sdist)", flush=True)
+    print("[1/3] llama.cpp source (llama-cpp-python sdist)", flush=True)
     source = fetch_llama_cpp()
-    print("[2/2] model", flush=True)
+    print("[2/3] model", flush=True)
     model = fetch_model()
-    return {"llama_cpp_archive": source, "model": model}
+    print("[3/3] Debian rootfs of the lab's systemd hosts", flush=True)
+    if os.geteuid() != 0:
+        print("  skipped: debootstrap needs root (`llamafleet lab up --systemd` builds it when needed)", flush=True)
+        return {"llama_cpp_archive": source, "model": model}
+    try:
+        root = fetch_rootfs()
+    except RuntimeError as error:
+        raise AssetError(str(error)) from None
+    return {"llama_cpp_archive": source, "model": model, "rootfs": root}
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:

@@ -27,7 +27,13 @@ def register(subparsers) -> None:
 
     up = commands.add_parser("up", help="start the lab (idempotent)")
     up.add_argument("--phones", type=int, default=2, metavar="N", help="simulated Termux phones (default 2)")
-    up.add_argument("--linux", type=int, default=2, metavar="M", help="Linux hosts, linux1 is the master (default 2)")
+    up.add_argument("--linux", type=int, default=2, metavar="M", help="Linux hosts booting runit (default 2)")
+    up.add_argument(
+        "--systemd", default="", metavar="FW[,FW...]",
+        help="Debian hosts booting systemd (sysd1, sysd2, ...), one per firewall named: ufw, firewalld or none "
+             "(e.g. --systemd ufw,firewalld); default none",
+    )
+    up.add_argument("--master", default="linux1", metavar="HOST", help="the cluster's master in the lab inventory (default linux1)")
     up.set_defaults(func=_guarded(cmd_up))
 
     status = commands.add_parser("status", help="list the hosts and whether their sshd answers")
@@ -103,7 +109,9 @@ def _phone_action(action, *arguments) -> int:
 
 
 def cmd_up(args) -> int:
-    result = lifecycle.up(args.phones, args.linux, progress=lambda message: print(f"  {message}", file=sys.stderr))
+    systemd = tuple(name.strip() for name in args.systemd.split(",") if name.strip())
+    result = lifecycle.up(args.phones, args.linux, systemd=systemd, master=args.master,
+                          progress=lambda message: print(f"  {message}", file=sys.stderr))
     names = ", ".join(host.name for host in result.state.hosts)
     if result.already_up:
         print(f"lab is already up ({names})")
@@ -157,7 +165,7 @@ def cmd_exec(args) -> int:
     if not command:
         raise LabError("no command given: llamafleet lab exec HOST -- CMD...")
     state = load_state()
-    argv = execute.exec_argv(state.host(args.host), state.init_pid(args.host), command, root=args.root)
+    argv = execute.exec_argv(state.host(args.host), execute.entry_pid(state, args.host), command, root=args.root)
     code = subprocess.run(argv).returncode
     # A command killed by signal N exits like a shell reports it: 128+N.
     return code if code >= 0 else 128 - code

@@ -14,15 +14,21 @@ import sys
 from collections.abc import Sequence
 
 from llamafleet_lab import android_edge, termux
-from llamafleet_lab import hostsetup
+from llamafleet_lab import hostsetup, systemd_host
 from llamafleet_lab.hostsetup import LINUX_ENV
-from llamafleet_lab.state import LabState, load_state
+from llamafleet_lab.state import LabError, LabState, load_state
 from llamafleet_lab.topology import LabHost
 
 
 def exec_argv(host: LabHost, init_pid: int, command: Sequence[str], *, root: bool = False) -> list[str]:
     """The machine-side argv that runs `command` in `host` (as its user unless `root`)."""
     as_app_user = host.is_phone and not root
+    if host.boots_systemd:
+        # Every namespace of the container's systemd (`init_pid` is that process here): what
+        # `machinectl shell` gives on a registered container.
+        env = dict(LINUX_ENV)
+        return ["nsenter", "-t", str(init_pid), "-a", "--", "/usr/bin/env", "-i", f"--chdir={host.home}",
+                *(f"{key}={value}" for key, value in env.items()), *command]
     workdir = host.home if (as_app_user or not host.is_phone) else "/"
     # A phone's cgroup namespace too: its processes read Android-like paths in /proc/self/cpuset.
     argv = ["nsenter", "-t", str(init_pid), "-m", "-u", "-n", "-p", *(["-C"] if host.is_phone else []), "--"]
@@ -47,6 +53,16 @@ def exec_argv(host: LabHost, init_pid: int, command: Sequence[str], *, root: boo
     ]
 
 
+def entry_pid(state: LabState, name: str) -> int:
+    """The process whose namespaces are the host's: its init, or a systemd host's systemd."""
+    if state.host(name).boots_systemd:
+        pid = systemd_host.container_pid(state.boot_status(name))
+        if not pid:
+            raise LabError(f"{name}: its systemd is not running (rebooting?): try again in a few seconds")
+        return pid
+    return state.init_pid(name)
+
+
 def lab_exec(
     name: str,
     command: Sequence[str] | str,
@@ -67,7 +83,7 @@ def lab_exec(
     host = state.host(name)
     argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
     return subprocess.run(
-        exec_argv(host, state.init_pid(name), argv, root=root),
+        exec_argv(host, entry_pid(state, name), argv, root=root),
         input=input,
         capture_output=capture,
         text=True,

@@ -50,3 +50,23 @@ def _is_zombie(pid: int) -> bool:
 
 def process_exists(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
+
+
+CONTAINER_MARK = "LLAMAFLEET_LAB_HOST"  # set by nspawn in a systemd host's PID 1 (systemd_host.py)
+
+
+def containers_below(directory: Path) -> set[int]:
+    """The systemd of every systemd host of this state dir, found by the variable nspawn put in
+    its environment (it outlives a killed systemd-nspawn; SIGKILL to it ends the container)."""
+    pids = set()
+    mark = f"{CONTAINER_MARK}={directory}/".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environment = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if any(item.startswith(mark) for item in environment.split(b"\0")):
+            pids.add(int(entry.name))
+    return pids

@@ -50,6 +50,7 @@ def _load_sibling(filename: str, name: str):
 android_edge = _load_sibling("android_edge.py", "llamafleet_android_edge")  # the Android edge of a phone
 _load_sibling("hostinit_system.py", "llamafleet_hostinit_system")  # syscalls, spawning children
 HostInit = _load_sibling("hostinit_pid1.py", "llamafleet_hostinit_pid1").HostInit  # the init's state and loop
+NspawnHost = _load_sibling("hostinit_nspawn.py", "llamafleet_hostinit_nspawn").NspawnHost  # a systemd host's
 
 from llamafleet_hostinit_system import (  # noqa: E402 (found in sys.modules, loaded just above)
     CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS, MS_PRIVATE, MS_REC, WATCHED, mount, setns, unshare,
@@ -64,6 +65,8 @@ def run_init(spec_path: str, ready_fd: int) -> int:
     for number in WATCHED:
         signal.signal(number, lambda *_: None)
     signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+    if spec.get("boot") == "systemd":
+        return _run_nspawn_host(spec, ready_fd)
     init = HostInit(spec)
     try:
         init.setup()
@@ -79,6 +82,21 @@ def run_init(spec_path: str, ready_fd: int) -> int:
     return 0
 
 
+def _run_nspawn_host(spec: dict, ready_fd: int) -> int:
+    """A systemd host: its init is systemd itself, in systemd-nspawn (hostinit_nspawn.py)."""
+    host = NspawnHost(spec)
+    try:
+        host.boot()
+    except BaseException as error:
+        traceback.print_exc()
+        os.write(ready_fd, f"error: {error}\n".encode())
+        return 1
+    os.write(ready_fd, b"ready\n")
+    os.close(ready_fd)
+    host.serve()
+    return 0
+
+
 # --- the launcher -------------------------------------------------------------------------
 
 
@@ -86,6 +104,15 @@ def launch(spec_path: str) -> int:
     """Start the host's init in fresh namespaces; print its pid (as seen by the machine)."""
     with open(spec_path) as handle:
         spec = json.load(handle)
+    if spec.get("boot") == "systemd":
+        # A private mount namespace holding only the host's overlay root: nspawn enters the
+        # network namespace itself, and systemd makes its own PID namespace and mounts.
+        unshare(CLONE_NEWNS)
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+        overlay = spec["overlay"]
+        mount("overlay", overlay["merged"], "overlay", 0,
+              f"lowerdir={overlay['lower']},upperdir={overlay['upper']},workdir={overlay['work']}")
+        return _fork_init(spec, spec_path)
     netns_fd = os.open(f"/run/netns/{spec['netns']}", os.O_RDONLY)
     setns(netns_fd, CLONE_NEWNET)
     os.close(netns_fd)
@@ -99,6 +126,10 @@ def launch(spec_path: str) -> int:
     unshare(namespaces)
     # Nothing the host mounts may propagate back to the machine.
     mount(None, "/", None, MS_REC | MS_PRIVATE)
+    return _fork_init(spec, spec_path)
+
+
+def _fork_init(spec: dict, spec_path: str) -> int:
     read_end, write_end = os.pipe()
     os.set_inheritable(write_end, True)
     pid = os.fork()

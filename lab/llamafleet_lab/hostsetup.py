@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from llamafleet_lab import android_edge, sshd, termux
+from llamafleet_lab import android_edge, sshd, systemd_host, termux
 from llamafleet_lab.topology import LabHost
 
 # Paths a deploy writes on a Linux host (llamafleet_dir /opt/llamafleet, runit services,
@@ -63,7 +63,7 @@ def mount_points(hosts: list[LabHost]) -> list[str]:
     points: list[str] = []
     if any(host.is_phone for host in hosts):
         points += ["/data", "/system", "/etc/passwd", "/etc/group", "/etc/profile", *PHONE_HIDDEN_PATHS, "/run"]
-    if any(not host.is_phone for host in hosts):
+    if any(not host.is_phone and not host.boots_systemd for host in hosts):
         points += [*LINUX_PRIVATE_PATHS, "/run"]
     return list(dict.fromkeys(points))
 
@@ -239,10 +239,13 @@ def _android_spec(host: LabHost, host_dir: Path, data_root: Path) -> dict:
     }
 
 
-def prepare_host(host: LabHost, host_dir: Path, authorized_key: str) -> Path:
-    """Build the host's storage and write its init spec; return the spec's path."""
+def prepare_host(host: LabHost, host_dir: Path, authorized_key: str, rootfs: Path | None = None) -> Path:
+    """Build the host's storage and write its init spec; return the spec's path. A systemd
+    host boots an overlay of `rootfs` (llamafleet_lab.rootfs)."""
     (host_dir / "log").mkdir(parents=True)
-    if host.is_phone:
+    if host.boots_systemd:
+        spec = systemd_host.build_systemd_host(host, host_dir, authorized_key, rootfs)
+    elif host.is_phone:
         spec = build_phone_host(host, host_dir, authorized_key)
     else:
         spec = build_linux_host(host, host_dir, authorized_key)

@@ -52,7 +52,7 @@ def host_data(state: LabState, host: LabHost, assets: dict) -> dict:
     if host.is_phone:
         # pyinfra's default temp dir is /tmp, which a Termux app cannot write.
         data["_temp_dir"] = TERMUX_TMPDIR
-    if host.name == "linux1":
+    if host.name == state.master:
         data["llama_role"] = "master"
     return data
 

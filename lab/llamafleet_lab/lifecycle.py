@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from llamafleet_lab import find_inits, hostinit, hostsetup, network, phone, sshd
+from llamafleet_lab import find_inits, hostinit, hostsetup, network, phone, rootfs, sshd, systemd_host
 from llamafleet_lab.state import MARKER_FILE, LabError, LabNotUp, LabState, load_state
 from llamafleet_lab.topology import LabHost, plan_hosts, state_dir
 
@@ -29,6 +29,7 @@ LAUNCH_TIMEOUT = 60.0
 REBOOT_TIMEOUT = 30.0
 INIT_EXIT_TIMEOUT = 10.0
 REQUIRED_PROGRAMS = ("ip", "nft", "nsenter", "setpriv", "ssh-keygen", "dpkg", sshd.SSHD, hostsetup.RUNSVDIR)
+SYSTEMD_HOST_PROGRAMS = (systemd_host.NSPAWN, "debootstrap")  # only when the topology has systemd hosts
 
 
 def require_root() -> None:
@@ -53,8 +54,9 @@ def lab_lock():
         os.close(descriptor)
 
 
-def _missing_programs() -> list[str]:
-    return [program for program in REQUIRED_PROGRAMS if not shutil.which(program)]
+def _missing_programs(systemd: bool) -> list[str]:
+    needed = REQUIRED_PROGRAMS + (SYSTEMD_HOST_PROGRAMS if systemd else ())
+    return [program for program in needed if not shutil.which(program)]
 
 
 # --- up -------------------------------------------------------------------------------------
@@ -67,14 +69,17 @@ class UpResult:
     seconds: float
 
 
-def up(phones: int = 2, linux: int = 2, *, progress=None) -> UpResult:
+def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master: str = "linux1", progress=None) -> UpResult:
     """Bring the lab up (idempotent: an identical running lab is left as it is).
 
-    Raises LabError when a lab of another size is up (take it down first) or a previous lab
-    left pieces behind.
+    `systemd` names the firewall of each systemd host (sysd1, sysd2, ...); `master` is the host
+    the lab's inventory makes the cluster's master. Raises LabError when a lab of another size
+    is up (take it down first) or a previous lab left pieces behind.
     """
     require_root()
-    hosts = plan_hosts(phones, linux)  # ValueError for impossible sizes, before touching anything
+    hosts = plan_hosts(phones, linux, systemd)  # ValueError for impossible sizes, before touching anything
+    if master not in {host.name for host in hosts if host.kind == "linux"}:
+        raise ValueError(f"--master must be one of the lab's Linux hosts, got {master!r}")
     say = progress or (lambda message: None)
     with lab_lock():
         try:
@@ -82,13 +87,13 @@ def up(phones: int = 2, linux: int = 2, *, progress=None) -> UpResult:
         except LabNotUp:
             existing = None
         if existing is not None:
-            return UpResult(_check_existing(existing, phones, linux), already_up=True, seconds=0.0)
+            return UpResult(_check_existing(existing, phones, linux, list(systemd), master), already_up=True, seconds=0.0)
         leftovers = network.leftovers() + phone.cgroup_leftovers()
         if leftovers:
             raise LabError(
                 "pieces of an earlier lab are still there (" + ", ".join(leftovers) + "): run `llamafleet lab down` first"
             )
-        missing = _missing_programs()
+        missing = _missing_programs(bool(systemd))
         if missing:
             raise LabError("the lab needs these programs, which are missing: " + ", ".join(missing))
         started = time.monotonic()
@@ -99,7 +104,8 @@ def up(phones: int = 2, linux: int = 2, *, progress=None) -> UpResult:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         directory.chmod(0o700)  # phone users must not reach the lab key or other hosts' files
         (directory / MARKER_FILE).write_text("state directory of `llamafleet lab`; `lab down` deletes it\n")
-        state = LabState(directory=directory, phones=phones, linux=linux, hosts=hosts, started_at=time.time())
+        state = LabState(directory=directory, phones=phones, linux=linux, hosts=hosts, started_at=time.time(),
+                         systemd=list(systemd), master=master)
         state.save()
         try:
             _build(state, say)
@@ -122,11 +128,13 @@ def _check_state_dir_location(directory: Path, hosts: list[LabHost]) -> None:
             )
 
 
-def _check_existing(state: LabState, phones: int, linux: int) -> LabState:
-    if (state.phones, state.linux) != (phones, linux):
+def _check_existing(state: LabState, phones: int, linux: int, systemd: list[str], master: str) -> LabState:
+    if (state.phones, state.linux, state.systemd, state.master) != (phones, linux, systemd, master):
+        def shape(p, l, s, m):
+            return f"{p} phones, {l} Linux hosts, systemd hosts [{','.join(s)}], master {m}"
         raise LabError(
-            f"a lab with {state.phones} phones and {state.linux} Linux hosts is up; "
-            f"run `llamafleet lab down` first to get {phones} phones and {linux} Linux hosts"
+            f"a lab with {shape(state.phones, state.linux, state.systemd, state.master)} is up; "
+            f"run `llamafleet lab down` first to get {shape(phones, linux, systemd, master)}"
         )
     dead = [host.name for host in state.hosts if not find_inits.init_alive(state.init_pids.get(host.name))]
     if state.phase != "up" or dead:
@@ -146,8 +154,13 @@ def _build(state: LabState, say) -> None:
     state.created_paths = hostsetup.create_missing_dirs(hostsetup.mount_points(state.hosts))
     state.save()
 
+    root = None
+    if any(host.boots_systemd for host in state.hosts):
+        from llamafleet_lab.assets import cache_dir
+
+        root = rootfs.ensure_rootfs(cache_dir(), say)
     say("building each host's storage")
-    specs = {host.name: hostsetup.prepare_host(host, state.host_dir(host.name), authorized_key) for host in state.hosts}
+    specs = {host.name: hostsetup.prepare_host(host, state.host_dir(host.name), authorized_key, root) for host in state.hosts}
 
     say("creating the bridge and network namespaces")
     state.network_created = True  # saved first: a half-made network must be cleaned up too
@@ -232,6 +245,11 @@ def _down_locked(directory: Path) -> DownResult:
 
     problems = []
     phone.thaw_all()  # a dozing phone's frozen processes would not take the kernel's SIGKILL
+    # A systemd host's systemd is not killed with its nspawn: SIGKILL to it (PID 1 of its own
+    # PID namespace) ends the whole container; found by its environment, so a crashed lab's too.
+    for pid in find_inits.containers_below(directory):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     for pid in init_pids:
         if find_inits.init_alive(pid):
             # PID 1 of the host's PID namespace: the kernel kills the whole host with it.

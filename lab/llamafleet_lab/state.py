@@ -44,6 +44,8 @@ class LabState:
     linux: int
     hosts: list[LabHost]
     phase: str = "starting"
+    systemd: list[str] = field(default_factory=list)  # the firewall of each systemd host sysd<i>
+    master: str = "linux1"
     init_pids: dict[str, int] = field(default_factory=dict)
     created_paths: list[str] = field(default_factory=list)
     network_created: bool = False
@@ -102,6 +104,8 @@ class LabState:
             "phase": self.phase,
             "phones": self.phones,
             "linux": self.linux,
+            "systemd": self.systemd,
+            "master": self.master,
             "started_at": self.started_at,
             "hosts": [host.to_dict() for host in self.hosts],
             "init_pids": self.init_pids,
@@ -136,6 +140,8 @@ def load_state(directory: Path | None = None) -> LabState:
         directory=directory,
         phones=data["phones"],
         linux=data["linux"],
+        systemd=list(data.get("systemd", [])),
+        master=data.get("master", "linux1"),
         hosts=[LabHost.from_dict(host) for host in data["hosts"]],
         phase=data["phase"],
         init_pids={name: int(pid) for name, pid in data["init_pids"].items()},

@@ -26,12 +26,18 @@ NFT_TABLE = "llamafleet_lab"
 PHONE_SSH_PORT = 8022  # Termux's sshd: an app cannot bind ports below 1024
 LINUX_SSH_PORT = 22
 
-# Address plan inside SUBNET: linux<i> = .10+i, phone<i> = .100+i, outsider = .250.
+# Address plan inside SUBNET: linux<i> = .10+i, phone<i> = .100+i, sysd<i> = .230+i, outsider = .250.
 _LINUX_BASE = 10
 _PHONE_BASE = 100
+_SYSTEMD_BASE = 230
 _OUTSIDER_HOST = 250
 MAX_LINUX = 80
 MAX_PHONES = 99
+MAX_SYSTEMD = 19
+
+# What a systemd host (a Debian box booting systemd, sysd<i>) runs as its firewall: nothing,
+# ufw enabled (default deny incoming, SSH allowed), or firewalld in its default zone.
+SYSTEMD_FIREWALLS = ("none", "ufw", "firewalld")
 
 # Android gives app <N> the uid 10000+N and the name u0_a<N>; the lab's phones are apps 201, 202...
 _ANDROID_APP_UID_BASE = 10000
@@ -61,6 +67,10 @@ class LabHost:
     uid: int
     gid: int
     home: str
+    # How a Linux host boots: "runit" (the machine's userland, runsvdir as init) or "systemd"
+    # (a Debian rootfs booting real systemd in systemd-nspawn, llamafleet_lab.systemd_host).
+    boot: str = "runit"
+    firewall: str = "none"  # a systemd host's firewall, one of SYSTEMD_FIREWALLS
 
     @property
     def netns(self) -> str:
@@ -76,12 +86,17 @@ class LabHost:
     def is_phone(self) -> bool:
         return self.kind == "phone"
 
+    @property
+    def boots_systemd(self) -> bool:
+        return self.boot == "systemd"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "LabHost":
-        return cls(**{field: data[field] for field in cls.__dataclass_fields__})
+        # States written before systemd hosts existed have no boot/firewall: runit, none.
+        return cls(**{field: data[field] for field in cls.__dataclass_fields__ if field in data})
 
 
 def _address(host_number: int) -> str:
@@ -94,12 +109,18 @@ def phone_user(index: int) -> tuple[str, int]:
     return f"u0_a{app_id}", _ANDROID_APP_UID_BASE + app_id
 
 
-def plan_hosts(phones: int, linux: int) -> list[LabHost]:
-    """All lab hosts for the given sizes: linux1..M (linux1 is the master), phone1..N, outsider.
+def plan_hosts(phones: int, linux: int, systemd: tuple[str, ...] | list[str] = ()) -> list[LabHost]:
+    """All lab hosts for the given sizes: linux1..M (linux1 is the master), phone1..N, one
+    systemd host sysd<i> per entry of `systemd` (its firewall), outsider.
 
     Raises ValueError for sizes the address plan cannot hold. At least one Linux host is
     needed: linux1 is the cluster's master.
     """
+    if len(systemd) > MAX_SYSTEMD:
+        raise ValueError(f"--systemd takes at most {MAX_SYSTEMD} hosts, got {len(systemd)}")
+    unknown = [firewall for firewall in systemd if firewall not in SYSTEMD_FIREWALLS]
+    if unknown:
+        raise ValueError(f"--systemd: unknown firewall {unknown[0]!r} (one of {', '.join(SYSTEMD_FIREWALLS)})")
     if not 0 <= phones <= MAX_PHONES:
         raise ValueError(f"--phones must be between 0 and {MAX_PHONES}, got {phones}")
     if not 1 <= linux <= MAX_LINUX:
@@ -134,6 +155,21 @@ def plan_hosts(phones: int, linux: int) -> list[LabHost]:
                 uid=uid,
                 gid=uid,
                 home=TERMUX_HOME,
+            )
+        )
+    for index, firewall in enumerate(systemd, start=1):
+        hosts.append(
+            LabHost(
+                name=f"sysd{index}",
+                kind="linux",
+                address=_address(_SYSTEMD_BASE + index),
+                ssh_port=LINUX_SSH_PORT,
+                user="root",
+                uid=0,
+                gid=0,
+                home="/root",
+                boot="systemd",
+                firewall=firewall,
             )
         )
     hosts.append(

@@ -48,6 +48,12 @@ class SettableSysctls(FactBase):
         ["net.core.somaxconn", "net.ipv4.tcp_keepalive_time"]
     """
 
+    @staticmethod
+    def default() -> list:
+        # No output (a container whose /proc/sys is all read-only, as systemd-nspawn mounts it)
+        # means no key is settable, not an unknown fact.
+        return []
+
     def command(self, keys: list[str]) -> str:
         checks = [f"[ -w /proc/sys/{key.replace('.', '/')} ] && echo {key}" for key in keys]
         return "; ".join(checks) + "; true"

@@ -1,0 +1,125 @@
+"""A lab host that boots real systemd: a Debian rootfs (llamafleet_lab.rootfs) under systemd-nspawn.
+
+Stands for: a Debian/Ubuntu/Raspberry Pi OS machine as its owner set it up: systemd as PID 1,
+OpenSSH with the owner's key for root, and the firewall the topology gives it:
+- "ufw": enabled as its documentation tells a new user (`ufw allow 22/tcp`, `ufw enable`, with
+  Debian's default `DEFAULT_INPUT_POLICY="DROP"`), done once by a first-boot unit, so from then on
+  ufw's own boot unit loads the rules, as on a real box;
+- "firewalld": running in its default zone ("public": SSH allowed, everything else rejected);
+- "none": neither runs (firewalld masked, ufw left disabled as Debian installs it).
+
+Each host boots its own overlay of the shared rootfs: its changes live in
+hosts/<name>/fs/upper, so `lab down` removes them with the state dir. The host's files that differ
+from the rootfs (identity, SSH keys, firewall set-up) are written into that upper layer before
+the first boot.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from llamafleet_lab import find_inits, sshd
+from llamafleet_lab.topology import LabHost
+
+NSPAWN = "/usr/bin/systemd-nspawn"
+_UFW_SETUP_UNIT = """\
+# Written by `llamafleet lab up`: the owner's first ufw set-up, as ufw(8) tells a new user.
+[Unit]
+Description=lab: enable ufw with SSH allowed (first boot only)
+After=ufw.service
+ConditionPathExists=!/etc/ufw/.lab-enabled
+
+[Service]
+Type=oneshot
+ExecStart=/usr/sbin/ufw allow 22/tcp
+ExecStart=/usr/sbin/ufw --force enable
+ExecStart=/usr/bin/touch /etc/ufw/.lab-enabled
+
+[Install]
+WantedBy=multi-user.target
+"""
+_SSHD_DROP_IN = """\
+# Written by `llamafleet lab up`: this host's own key only (the rootfs ships none).
+HostKey /etc/ssh/ssh_host_ed25519_key
+PasswordAuthentication no
+UseDNS no
+"""
+
+
+def nspawn_argv(host: LabHost, host_dir: Path, root: Path) -> list[str]:
+    """How the host is booted (systemd-nspawn(1)); see hostinit_nspawn.py for why each flag."""
+    return [
+        NSPAWN, "--boot", "--quiet", "--register=no", "--keep-unit",
+        f"--directory={root}", f"--machine={host.name}", f"--hostname={host.name}",
+        f"--network-namespace-path=/run/netns/{host.netns}",
+        # nspawn keeps CAP_NET_ADMIN only with a network namespace it made itself; this one is
+        # the lab's, and the host's own: its firewall (iptables, nft, ufw, firewalld) needs it.
+        "--capability=CAP_NET_ADMIN",
+        # Marks the container's systemd as this lab host's, for `lab down` (find_inits).
+        f"--setenv={find_inits.CONTAINER_MARK}={host_dir}",
+        "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=pipe",
+    ]
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _enable(upper: Path, unit: str, target: str = "multi-user.target") -> None:
+    link = upper / "etc/systemd/system" / f"{target}.wants" / unit
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(f"/etc/systemd/system/{unit}")
+
+
+def _mask(upper: Path, unit: str) -> None:
+    link = upper / "etc/systemd/system" / unit
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to("/dev/null")
+
+
+def build_systemd_host(host: LabHost, host_dir: Path, authorized_key: str, rootfs: Path) -> dict:
+    """The host's overlay layers and the spec its init (hostinit_nspawn.py) runs."""
+    upper, work, merged = host_dir / "fs" / "upper", host_dir / "fs" / "work", host_dir / "fs" / "root"
+    for directory in (upper, work, merged):
+        directory.mkdir(parents=True, exist_ok=True)
+
+    _write(upper / "etc/hostname", f"{host.name}\n")
+    _write(upper / "etc/hosts", f"127.0.0.1\tlocalhost\n{host.address}\t{host.name}\n")
+    # The same key pair the lab's known_hosts is made from (hostsetup.host_public_key).
+    sshd.generate_keypair(host_dir / "ssh" / sshd.HOST_KEY_NAME, f"root@{host.name}")
+    for suffix, mode in (("", 0o600), (".pub", 0o644)):
+        source = host_dir / "ssh" / (sshd.HOST_KEY_NAME + suffix)
+        _write(upper / "etc/ssh" / (sshd.HOST_KEY_NAME + suffix), source.read_text(), mode)
+    _write(upper / "etc/ssh/sshd_config.d/lab.conf", _SSHD_DROP_IN)
+    root_ssh = upper / "root/.ssh"
+    root_ssh.mkdir(parents=True, mode=0o700)
+    (upper / "root").chmod(0o700)
+    _write(root_ssh / "authorized_keys", authorized_key.strip() + "\n", 0o600)
+    for dotfile in (".bashrc", ".profile"):
+        if (rootfs / "etc/skel" / dotfile).is_file():
+            shutil.copyfile(rootfs / "etc/skel" / dotfile, upper / "root" / dotfile)
+
+    if host.firewall != "firewalld":
+        _mask(upper, "firewalld.service")
+    if host.firewall == "ufw":
+        _write(upper / "etc/systemd/system/lab-ufw-setup.service", _UFW_SETUP_UNIT)
+        _enable(upper, "lab-ufw-setup.service")
+
+    return {
+        "boot": "systemd",
+        "address": host.address,
+        "ssh_port": host.ssh_port,
+        "overlay": {"lower": str(rootfs), "upper": str(upper), "work": str(work), "merged": str(merged)},
+        "nspawn_argv": nspawn_argv(host, host_dir, merged),
+        "firewall": host.firewall,
+    }
+
+
+def container_pid(status: dict) -> int | None:
+    """The host's systemd as this machine numbers it (written by its init after each boot)."""
+    pid = status.get("container_pid")
+    return int(pid) if pid and os.path.exists(f"/proc/{pid}") else None
