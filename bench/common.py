@@ -47,7 +47,8 @@ def timed(argv: list[str], cwd: Path | None = None, env: dict | None = None, tim
 
 
 def deploy_dir(name: str) -> Path:
-    """A private copy of the deploy (its .llamafleet/ secrets and build cache stay apart)."""
+    """A private copy of the deploy (its secrets beside the inventory and its .llamafleet/ build
+    cache stay apart)."""
     target = Path("/tmp") / f"llamafleet-bench-{name}"
     if target.exists():
         shutil.rmtree(target)

@@ -11,15 +11,16 @@ import json
 import time
 import urllib.request
 
-from common import deploy, deploy_dir, lab, lab_down, median, report, require_root
+from common import INVENTORY, deploy, deploy_dir, lab, lab_down, median, report, require_root
 
 PROMPT = "The three primary colours are"
 
 
 def completion_rate(workdir, runs: int) -> list[float]:
+    from llamafleet.serving.secrets import secrets_location
     from llamafleet.verify_cli import complete
 
-    key = (workdir / ".llamafleet/secrets/api-key").read_text().strip()
+    key = (secrets_location(workdir / INVENTORY) / "api-key").read_text().strip()
     rates = []
     for _ in range(runs):
         answer = complete("http://198.18.0.11:8080", key, PROMPT, n_predict=64)

@@ -74,8 +74,10 @@ llama_build_once_per_class = True
 # Termux packages (real Termux names), installed with `pkg install -y`.
 termux_packages = ["clang", "cmake", "ninja", "git", "ccache", "openssh", "termux-services", "termux-api"]
 
-# Debian/Ubuntu packages on Linux hosts.
-apt_packages = ["build-essential", "cmake", "ninja-build", "git", "ccache", "runit"]
+# Debian/Ubuntu packages on Linux hosts, installed with apt (package lists older than a day are
+# refreshed first, only when something is missing). runit is added where the plan chose runit,
+# and left out on a systemd host even when listed here.
+apt_packages = ["build-essential", "cmake", "ninja-build", "git", "ccache"]
 
 # More packages for one device class, added to the platform list above.
 extra_packages = []

@@ -1,4 +1,5 @@
-"""Example inventory: two Android phones (Termux) and one Linux box that runs llama-server.
+"""Example inventory: two Android phones (Termux), a Raspberry Pi logged into as an ordinary user
+with sudo, and one Linux box that runs llama-server.
 
 Copy it, put your own addresses in, then:
 
@@ -19,7 +20,7 @@ their own cluster address and get firewall rules.
 # by the defaults (`llamafleet check` reports it). Groups defined later (termux, linux) win over
 # this one, and host data wins over every group.
 cluster = (
-    ["homeserver", "pixel7", "galaxy-s21"],
+    ["homeserver", "pixel7", "galaxy-s21", "raspberrypi"],
     {
         # One llama.cpp ref for every node: RPC needs the same protocol version everywhere.
         "llama_cpp_ref": "b6500",
@@ -49,7 +50,12 @@ termux = (
     },
 )
 
-# The Linux box: the master (rank 0) runs llama-server and talks to the phones' RPC servers.
+# The Linux hosts. The master (rank 0) runs llama-server and talks to the workers' RPC servers.
+# The Pi is logged into as `alice`: `_sudo` makes pyinfra run every command there through sudo
+# (packages, /etc, firewall), and `llamafleet status` and `verify` do the same. They never type a
+# password, so alice needs sudo without one (`alice ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/).
+# `llamafleet check` warns about a non-root ssh_user without `_sudo`.
 linux = [
     ("homeserver", {"ssh_hostname": "192.168.1.10", "ssh_user": "root", "llama_role": "master"}),
+    ("raspberrypi", {"ssh_hostname": "192.168.1.30", "ssh_user": "alice", "_sudo": True}),
 ]

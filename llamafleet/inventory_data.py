@@ -152,6 +152,46 @@ def make_pyinfra_inventory(path: str | os.PathLike, group_data_dir: str | os.Pat
         raise InventoryError(f"{inventory_path}: cannot load: {_describe(error)}") from error
 
 
+def deployed_inventory_path(argv: list[str] | None = None, inventory: Any = None) -> Path | None:
+    """The inventory file of the `pyinfra INVENTORY deploy.py` run this code runs in, or None:
+    not a pyinfra CLI run, or hosts named on the command line instead of a file.
+
+    pyinfra keeps no record of the file it loaded (its State and Inventory hold hosts and data
+    only), so pyinfra's own command-line parser reads this process's arguments (`argv`, default
+    sys.argv) again. The answer is trusted only when the loaded `inventory` (default: the one
+    in pyinfra's context) has the group pyinfra names after that file with every host in it:
+    the hosts of `inventory/mine.py` are all in group `mine`.
+    """
+    import sys
+
+    import pyinfra
+
+    if argv is None:
+        if not pyinfra.is_cli:
+            return None
+        argv = sys.argv[1:]
+    if inventory is None:
+        from pyinfra.context import ctx_inventory
+
+        inventory = ctx_inventory.get()
+        if inventory is None:
+            return None
+    from pyinfra_cli.cli import cli
+
+    try:
+        # resilient_parsing: no callback runs and nothing is printed, as for shell completion.
+        name = cli.make_context("pyinfra", list(argv), resilient_parsing=True).params.get("inventory")
+    except Exception:  # arguments pyinfra's parser refuses: not a pyinfra command line
+        return None
+    path = Path(name) if name else None
+    if path is None or not path.is_file():
+        return None
+    named_after = {host.name for host in inventory.get_group(path.name.rsplit(".", 1)[0], [])}
+    if not named_after or named_after != {host.name for host in inventory}:
+        return None
+    return path.resolve()
+
+
 def _describe(error: BaseException) -> str:
     """A one-line description of an error raised while executing inventory/group data code."""
     cause = error.__cause__ or error.__context__

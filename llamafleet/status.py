@@ -22,6 +22,7 @@ from llamafleet.diagnose import bind_row
 from llamafleet.doctor import BACKGROUND_CPUSETS, BATTERY_FIX, HOT_CELSIUS, cpu_list
 from llamafleet.layout import TERMUX_BOOT_SCRIPT, paths_for
 from llamafleet.plan import host_port, is_wildcard
+from llamafleet.privilege import as_deployed, uses_sudo
 from llamafleet.serving.listening import check_listening
 from llamafleet.serving.probes import ACCEPTED, TIMEOUT
 from llamafleet.serving.wakelock import parse_record
@@ -246,7 +247,8 @@ def new_status(target: Target, reachable: bool, error: str = "") -> HostStatus:
 
 
 def check_host(target: Target, runner: Runner, master: str) -> HostStatus:
-    command = probe_command(target)
+    # Through sudo where the deploy uses it: the probe reads what the deploy wrote as root.
+    command = as_deployed(probe_command(target), target.data)
     try:
         code, output, error = runner(target.name, target.data, command)
     except Exception as failure:  # unreachable: its row says so, the others still come
@@ -256,7 +258,9 @@ def check_host(target: Target, runner: Runner, master: str) -> HostStatus:
         return down
     if MARK not in output:
         down = new_status(target, True, f"exit {code}: {error.strip()[:120]}")
-        down.problems.append(Problem("probe", f"the status command failed ({down.error})", "is `sh` on the SSH user's PATH?"))
+        fix = ("let the SSH user run sudo without a password (NOPASSWD): llamafleet status types none"
+               if uses_sudo(target.data) and "sudo" in error else "is `sh` on the SSH user's PATH?")
+        down.problems.append(Problem("probe", f"the status command failed ({down.error})", fix))
         return down
     return evaluate(target, parse_sections(output), master)
 

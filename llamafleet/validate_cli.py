@@ -76,10 +76,12 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def warnings(hosts: list[Any]) -> list[str]:
-    """What works but will surprise: today, a master model without a chat template."""
+    """What works but will surprise: a master model without a chat template, a Linux host
+    logged into as an ordinary user without sudo."""
     from llamafleet.serving.chat_template import missing_template_advice
+    from llamafleet.validate.host_rules import privilege_warning
 
-    found = []
+    found = [warning for warning in map(privilege_warning, hosts) if warning]
     for host in hosts:
         if host.data.get("llama_role") != "master":
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 from llamafleet.inventory_data import InventoryError, load_inventory
 from llamafleet.plan import api_url_of
 from llamafleet.settings import settings_for
-from llamafleet.serving.secrets import secrets_dir
+from llamafleet.serving.secrets import secrets_location
 
 # The testinfra suite ships in the package: `verify` works wherever llamafleet is installed.
 SUITE = Path(__file__).resolve().parent / "verify_suite"
@@ -46,9 +46,10 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     except InventoryError as error:
         print(f"llamafleet complete: {error}", file=sys.stderr)
         return 2
-    key_file = secrets_dir() / "api-key"
+    key_file = secrets_location(args.inventory) / "api-key"
     if not key_file.exists():
-        print(f"llamafleet complete: no API key at {key_file}: deploy first (from this directory)", file=sys.stderr)
+        print(f"llamafleet complete: no API key at {key_file} (beside the inventory): deploy this inventory first",
+              file=sys.stderr)
         return 2
     started = time.monotonic()
     try:

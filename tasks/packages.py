@@ -1,30 +1,20 @@
 """Install the toolchain llama.cpp needs: `pkg` on Termux phones, apt on Linux hosts.
 
 Lists come from group data: `termux_packages` or `apt_packages` for the platform, plus
-`extra_packages` for a device class. A second run installs nothing.
+`extra_packages` for a device class, plus the package of the service manager the plan chose
+(runit only where runit runs the services: llamafleet.plan.packages). A second run installs
+nothing, and refreshes no package list: lists are refreshed only on the way to an install
+(apt: when older than a day; Termux's pkg does it by itself).
 """
 
-from pyinfra.operations import apt
-
-from llamafleet.operations import termux
-from llamafleet.operations.hostdata import merge_unique
+from llamafleet.operations import packages, termux
+from llamafleet.plan.packages import packages_of
 from llamafleet.serving import cluster
 
-settings = cluster.settings()
+planned = cluster.this_host()
+wanted = packages_of(cluster.settings(), planned.platform, planned.service_manager)
 
-if cluster.this_host().platform == "termux":
-    termux.packages(
-        name="Install Termux packages",
-        packages=merge_unique(settings.termux_packages, settings.extra_packages),
-    )
+if planned.platform == "termux":
+    termux.packages(name="Install Termux packages", packages=wanted)
 else:
-    # runit only where it supervises llamafleet's services: on a systemd host they are units,
-    # and runit (with runit-run, a second system-wide supervisor) is nothing the owner asked for.
-    wanted = [package for package in merge_unique(settings.apt_packages, settings.extra_packages)
-              if package != "runit" or cluster.this_host().service_manager == "runit"]
-    # No `update`: the package lists are refreshed by the admin, and offline hosts (the lab) must
-    # still converge when everything is installed already.
-    apt.packages(
-        name="Install Debian packages",
-        packages=wanted,
-    )
+    packages.apt_installed(name="Install Debian packages", packages=wanted)

@@ -1,4 +1,5 @@
-"""llamafleet's own pyinfra operations (`termux.packages`, `source.*`, `build.*`).
+"""llamafleet's own pyinfra operations (`termux.packages`, `packages.apt_installed`, `source.*`,
+`build.*`).
 
 pyinfra names an operation after its module, so these read as `termux.packages` etc. in the
 deploy output. Pure helpers that the operations share live next to them (`hostdata`, `buildinputs`,

@@ -71,9 +71,11 @@ form a class: compile on one member, copy the binaries to the others through the
     Setting("termux_packages", LIST_STR, ["clang", "cmake", "ninja", "git", "ccache", "openssh", "termux-services",
                                           "termux-api"], pattern=p.package_problem, doc="""
 Termux packages (real Termux names), installed with `pkg install -y`."""),
-    Setting("apt_packages", LIST_STR, ["build-essential", "cmake", "ninja-build", "git", "ccache", "runit"],
+    Setting("apt_packages", LIST_STR, ["build-essential", "cmake", "ninja-build", "git", "ccache"],
             pattern=p.package_problem, doc="""
-Debian/Ubuntu packages on Linux hosts."""),
+Debian/Ubuntu packages on Linux hosts, installed with apt (package lists older than a day are
+refreshed first, only when something is missing). runit is added where the plan chose runit,
+and left out on a systemd host even when listed here."""),
     Setting("extra_packages", LIST_STR, [], pattern=p.package_problem, doc="""
 More packages for one device class, added to the platform list above."""),
 

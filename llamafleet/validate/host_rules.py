@@ -114,6 +114,25 @@ def check_termux_login(findings: Findings, host: InventoryHost) -> None:
                         "$PREFIX/tmp, as inventory/example.py does")
 
 
+def check_privileges(findings: Findings, host: InventoryHost) -> None:
+    """A phone has no root and no sudo: with `_sudo` pyinfra would prefix every command with it."""
+    if host.is_termux and host.data.get("_sudo") and not findings.is_bad(host, "_sudo"):
+        findings.bad_value(host, "_sudo", "a Termux phone has no root and no sudo, so every command "
+                           "would fail; remove it (Termux runs everything llamafleet does as the app's user)")
+
+
+def privilege_warning(host: InventoryHost) -> str | None:
+    """What `check` says about a Linux host logged into as an ordinary user without `_sudo`: it
+    deploys only as far as the first step that needs root. Only a `ssh_user` set in the data is
+    known offline (else SSH's own default user decides, which `check` cannot see)."""
+    user = host.data.get("ssh_user")
+    if host.is_termux or host.name.startswith("@") or not user or user == "root" or host.data.get("_sudo"):
+        return None
+    return (f"{host.name}: _sudo: ssh_user {user!r} is not root and _sudo is not set: the deploy cannot "
+            "install packages, write /etc (services, sysctl) or set firewall rules there; set "
+            "_sudo = True (sudo without a password), as the Pi in inventory/example.py does")
+
+
 def check_host(findings: Findings, host: InventoryHost, schema: Schema) -> None:
     """Every rule about one host, in the order its lines are printed."""
     check_keys_and_types(findings, host, schema)
@@ -122,3 +141,4 @@ def check_host(findings: Findings, host: InventoryHost, schema: Schema) -> None:
     check_model(findings, host)
     check_controller_files(findings, host)
     check_termux_login(findings, host)
+    check_privileges(findings, host)

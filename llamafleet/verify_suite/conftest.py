@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -183,23 +182,23 @@ for _name in HOST_SELECTORS:
 del _name
 
 
-def _controller_secret(name: str) -> str:
-    """A file of the controller's `.llamafleet/secrets/` (or $LLAMAFLEET_SECRETS), where the
-    deploy keeps what it generated: run the checks from the directory you deployed from."""
-    from llamafleet.serving.secrets import secrets_dir
+def _controller_secret(config, name: str) -> str:
+    """A file of the controller's `.llamafleet/secrets/` beside the inventory (or
+    $LLAMAFLEET_SECRETS), where the deploy of that inventory keeps what it generated."""
+    from llamafleet.serving.secrets import secrets_location
 
-    path = Path(secrets_dir()) / name
+    path = secrets_location(_inventory_option(config)) / name
     if not path.exists():
-        pytest.fail(f"no {name} at {path}: run the checks from the directory you deployed from")
+        pytest.fail(f"no {name} at {path}: has this inventory been deployed (with the same $LLAMAFLEET_SECRETS)?")
     return path.read_text().strip()
 
 
 @pytest.fixture(scope="session")
-def api_key() -> str:
-    return _controller_secret("api-key")
+def api_key(request) -> str:
+    return _controller_secret(request.config, "api-key")
 
 
 @pytest.fixture(scope="session")
-def tunnel_public_key() -> str:
+def tunnel_public_key(request) -> str:
     """The tunnel key's public line ("ssh-ed25519 AAAA... llamafleet-tunnel") on the controller."""
-    return _controller_secret("tunnel_ed25519.pub")
+    return _controller_secret(request.config, "tunnel_ed25519.pub")

@@ -33,12 +33,17 @@ from llamafleet.verify_suite.oracles import (
 
 
 def test_packages_present(node):
+    listed = node.settings.termux_packages if node.is_termux else node.settings.apt_packages
+    wanted = [*listed, *node.settings.extra_packages]
+    # runit where it runs the services (the deploy adds it), not checked beside systemd.
+    if node.service_manager == "runit":
+        wanted.append("runit")
+    elif not node.is_termux:
+        wanted = [package for package in wanted if package != "runit"]
     if node.is_termux:
-        wanted = [*node.settings.termux_packages, *node.settings.extra_packages]
         installed = node.host.check_output("dpkg-query -W -f '${Package}\\n'").split()
         missing = [package for package in wanted if package not in installed]
     else:
-        wanted = [*node.settings.apt_packages, *node.settings.extra_packages]
         missing = [package for package in wanted if not node.host.package(package).is_installed]
     assert not missing, f"{node.name}: packages not installed: {missing}"
 
@@ -332,7 +337,7 @@ def test_api_key_on_the_master_is_the_controllers(master, api_key):
     """The key llama-server reads is the one the controller keeps and prints once."""
     on_master = master.host.file(f"{master.paths.base}/etc/api-key").content_string.strip()
     assert on_master, f"{master.name}: empty API key file"
-    assert on_master == api_key, f"{master.name}: the API key differs from the controller's .llamafleet/secrets/api-key"
+    assert on_master == api_key, f"{master.name}: the API key differs from the controller's api-key (in .llamafleet/secrets/ beside the inventory)"
 
 
 def _http_status(url: str, headers: dict[str, str] | None = None, body: bytes | None = None) -> int:

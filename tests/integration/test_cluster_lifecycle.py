@@ -27,6 +27,7 @@ from llamafleet_lab import down, lab_exec, load_state, reboot, up
 from llamafleet_lab import phone as lab_phone
 from llamafleet_lab import sshd as lab_ssh
 from llamafleet.serving.probes import tcp_reachable
+from llamafleet.serving.secrets import secrets_location
 from llamafleet.verify_cli import complete
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -76,7 +77,7 @@ MASTER_API = "http://198.18.0.11:8080"
 def completion_after_restart(wait_seconds: int = 180) -> dict:
     """A completion, once llama-server answers again: it aborts when a worker's connection
     breaks (upstream), runit restarts it and it reloads the model through every worker."""
-    key = (WORKDIR / ".llamafleet/secrets/api-key").read_text().strip()
+    key = (secrets_location(WORKDIR / INVENTORY) / "api-key").read_text().strip()
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
@@ -97,7 +98,7 @@ def tunnel_processes() -> str:
 
 def tunnel_key_blob() -> str:
     """The tunnel public key's base64 field, as the deploy generated it on the controller."""
-    return (WORKDIR / ".llamafleet/secrets/tunnel_ed25519.pub").read_text().split()[1]
+    return (secrets_location(WORKDIR / INVENTORY) / "tunnel_ed25519.pub").read_text().split()[1]
 
 
 def accepted_keys(phone: str) -> list[str]:
@@ -135,8 +136,8 @@ def lab(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (network namespaces, sshd per host)")
     global WORKDIR
-    # A copy of the deploy directory: the secrets and build cache the deploy keeps in
-    # .llamafleet/ belong to this test run, not to the developer's checkout.
+    # A copy of the deploy directory: the secrets the deploy keeps beside the inventory and the
+    # build cache it keeps in .llamafleet/ belong to this test run, not to the developer's checkout.
     WORKDIR = tmp_path_factory.mktemp("deploy")
     for item in ("deploy.py", "tasks", "group_data", "templates", "inventory"):
         source = REPO / item
@@ -196,7 +197,7 @@ def test_chat_clients_get_clean_replies_from_a_build_that_says_what_it_is(lab):
 
     from openai import OpenAI
 
-    key = (WORKDIR / ".llamafleet/secrets/api-key").read_text().strip()
+    key = (secrets_location(WORKDIR / INVENTORY) / "api-key").read_text().strip()
     client = OpenAI(base_url=f"{MASTER_API}/v1", api_key=key, timeout=120)
     question = [{"role": "user", "content": "Name one primary colour."}]
     reply = client.chat.completions.create(model="llamafleet", messages=question, max_tokens=24, temperature=0)

@@ -138,13 +138,15 @@ def test_example_inventory_passes_once_its_placeholder_sha256_is_replaced(tmp_pa
     assert run_cli(["check", str(example)]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(": ")[:2] for line in lines] == [
-        ["homeserver", "model_sha256"], ["pixel7", "model_sha256"], ["galaxy-s21", "model_sha256"]]
+        ["homeserver", "model_sha256"], ["pixel7", "model_sha256"], ["galaxy-s21", "model_sha256"],
+        ["raspberrypi", "model_sha256"]]
     assert all("placeholder" in line for line in lines)
     mine = tmp_path / "mine.py"
     mine.write_text(example.read_text().replace('"0" * 64', repr(hashlib.sha256(b"qwen").hexdigest())))
     assert run_cli(["check", str(mine)]) == 0
-    summary = capsys.readouterr().out
-    assert "3 hosts, master homeserver, workers pixel7, galaxy-s21" in summary
+    summary, warned = capsys.readouterr()
+    assert "4 hosts, master homeserver, workers pixel7, galaxy-s21, raspberrypi" in summary
+    assert warned == "", "the Pi logged into as alice has _sudo: nothing to warn about"
     assert "ref b6500" in summary
 
 
@@ -195,3 +197,27 @@ def test_a_master_model_without_a_chat_template_is_a_warning_not_a_refusal(tmp_p
     assert out.startswith("ok: 2 hosts")
     assert err.startswith("warning: box: llama_chat_template: model.gguf carries no chat template"), err
     assert "board" not in err  # the master's model is the one that formats chats
+
+
+def test_a_non_root_linux_host_without_sudo_is_a_warning(tmp_path, capsys):
+    example = (REPO / "inventory" / "example.py").read_text().replace('"0" * 64', repr(hashlib.sha256(b"q").hexdigest()))
+    without_sudo = tmp_path / "mine.py"
+    without_sudo.write_text(example.replace(', "_sudo": True}', "}"))
+    assert run_cli(["check", str(without_sudo)]) == 0, "it deploys as far as root is not needed: not a refusal"
+    out, err = capsys.readouterr()
+    assert out.startswith("ok: 4 hosts")
+    assert err.splitlines() == [
+        "warning: raspberrypi: _sudo: ssh_user 'alice' is not root and _sudo is not set: the deploy cannot "
+        "install packages, write /etc (services, sysctl) or set firewall rules there; set _sudo = True "
+        "(sudo without a password), as the Pi in inventory/example.py does"]
+
+
+def test_sudo_on_a_termux_phone_is_refused_naming_host_and_key(tmp_path, capsys):
+    example = (REPO / "inventory" / "example.py").read_text().replace('"0" * 64', repr(hashlib.sha256(b"q").hexdigest()))
+    phone_sudo = tmp_path / "mine.py"
+    phone_sudo.write_text(example.replace('("pixel7", {"ssh_hostname": "192.168.1.21"})',
+                                          '("pixel7", {"ssh_hostname": "192.168.1.21", "_sudo": True})'))
+    assert run_cli(["check", str(phone_sudo)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "pixel7: _sudo: a Termux phone has no root and no sudo, so every command would fail; remove it "
+        "(Termux runs everything llamafleet does as the app's user)"]

@@ -10,10 +10,14 @@ recording; a changed key is always refused. Credentials: `ssh_password`, `ssh_ke
 from __future__ import annotations
 
 import paramiko
+# pyinfra's CLI package patches the standard library for gevent when imported, as the inventory
+# loader does: imported first, never under the SSH server's running threads.
+import pyinfra_cli.inventory  # noqa: F401
 import pytest
 from pyinfra.api.exceptions import ConnectError, PyinfraError
 
 from llamafleet.connect import pyinfra_ssh_host, run, ssh_client
+from llamafleet.inventory_data import load_inventory
 from ssh_fakes import PASSWORD, USER, server  # noqa: F401  (server: the fixture)
 
 
@@ -133,3 +137,17 @@ def test_ssh_allow_agent_decides_whether_the_agent_is_asked(setting, expected, t
     key = tmp_path / "key"
     paramiko.RSAKey.generate(1024).write_private_key_file(str(key))
     assert pyinfra_ssh_host("board", {**data, "ssh_key": str(key)}).connector.make_paramiko_kwargs()["allow_agent"] is False
+
+
+def test_a_password_in_the_inventory_file_reaches_the_server(server, tmp_path):
+    """`status`, `diagnose` and `verify` connect with the data the inventory loader gives them:
+    `ssh_password` (and the key's passphrase) from the inventory file are in it, and used."""
+    locked = tmp_path / "locked_key"
+    server.client_key.write_private_key_file(str(locked), password="open sesame")
+    by_password = server.data(ssh_key=None, ssh_password=PASSWORD, ssh_look_for_keys=False)
+    by_key = server.data(ssh_key=str(locked), ssh_key_password="open sesame")
+    inventory = tmp_path / "mine.py"
+    inventory.write_text(f"linux = [('pi', {by_password!r}), ('board', {by_key!r})]\n")
+    hosts = {host.name: host.data for host in load_inventory(inventory)}
+    assert connects("pi", hosts["pi"]) and connects("board", hosts["board"])
+    assert server.log[0] == f"password {USER}" and server.log[1].startswith(f"key {USER} ")

@@ -1,0 +1,24 @@
+"""Which packages a host gets: the platform's list, the device class's extras, and the service
+manager the plan chose for it (a pure decision, like those in llamafleet.plan.decide).
+
+A service manager's package is installed where the plan chose that manager and nowhere else:
+runit on a Linux host that runs its services under runit, never beside systemd, even when a
+group data file still lists it in `apt_packages` (as llamafleet's own default once did).
+"""
+
+from __future__ import annotations
+
+# The package each (platform, service manager) needs; systemd comes with the system.
+MANAGER_PACKAGES = {("termux", "termux-services"): "termux-services", ("linux", "runit"): "runit"}
+
+
+def packages_of(settings, platform: str, service_manager: str) -> list[str]:
+    """The packages to install on a host, in order, each once: `termux_packages` or
+    `apt_packages`, then `extra_packages`, then the service manager's; without the packages of
+    the platform's other service managers."""
+    listed = settings.termux_packages if platform == "termux" else settings.apt_packages
+    needed = MANAGER_PACKAGES.get((platform, service_manager))
+    others = {package for (on, manager), package in MANAGER_PACKAGES.items()
+              if on == platform and manager != service_manager}
+    wanted = dict.fromkeys([*listed, *settings.extra_packages, *([needed] if needed else [])])
+    return [name for name in wanted if name.partition("=")[0] not in others]
