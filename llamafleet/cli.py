@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib.metadata import entry_points
 
@@ -58,7 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        # Flush here, inside the try: a reader that left (`| head -1`) is then met now, not
+        # at interpreter exit where it would print "Exception ignored ... BrokenPipeError".
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _reader_left()
+
+
+def _reader_left() -> int:
+    """The reader of our output closed it (`llamafleet plan --json | head -1`): stop quietly.
+
+    As Python's documentation advises for SIGPIPE (library/signal.html, "Note on SIGPIPE"):
+    point stdout at /dev/null so that the flush at exit cannot fail again, and exit 1 (what
+    Python itself does on EPIPE) rather than restoring SIGPIPE's default, which would also
+    kill the process in the middle of unrelated writes (to a socket, a child's pipe).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":
