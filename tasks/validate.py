@@ -14,7 +14,10 @@ from llamafleet.serving import cluster
 from llamafleet.serving.model import local_sha256
 from llamafleet.validate import validate_pyinfra_inventory
 
-if host.name == next(iter(inventory)).name:  # once per deploy, not once per host
+# Once per deploy, not once per host: on the first host this run deploys. pyinfra loads task
+# files for those only, so with --limit the inventory's first host may not be one of them.
+_deployed = set(inventory.get_active_hosts())
+if host.name == next(h for h in inventory if h in _deployed).name:
     problems = validate_pyinfra_inventory(ctx_inventory.get())
     if problems:
         raise PyinfraError("llamafleet check failed, nothing was changed:\n" + "\n".join(map(str, problems)))
