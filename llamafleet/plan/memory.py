@@ -14,6 +14,12 @@ from typing import Any, Mapping
 
 MIB = 1024 * 1024
 
+# Below this, model_size_mb is taken for a size in GB (or GiB) typed into a MiB key. The
+# smallest GGUF language models are tens of MiB (15M parameters at 8.5 bits each, Q8_0, are
+# about 15 MiB; the demo's Gemma 3 270M, 253 MB, is 241 MiB), while the models phones and
+# small boards run, 1 to 9.99 GB, written in GB are 1 to 9.99.
+PLAUSIBLE_MODEL_MB = 10
+
 # Tensor split proportions are rounded to thousandths (what llama-server's -ts needs, no more).
 SPLIT_STEPS = 1000
 
@@ -33,12 +39,21 @@ QUANT_BITS = {
 
 
 def model_size_from_data(data: Mapping[str, Any]) -> float | None:
-    """Model size in MB: the size of model_file on the controller, else model_size_mb."""
+    """Model size in MiB: the size of model_file on the controller, else model_size_mb."""
     model_file = data.get("model_file")
     if model_file and os.path.isfile(os.path.expanduser(model_file)):
         return os.path.getsize(os.path.expanduser(model_file)) / MIB
     size = data.get("model_size_mb")
     return float(size) if size else None
+
+
+def model_size_problem(size_mb: float) -> str | None:
+    """Why a model_size_mb value cannot be a model's size in MiB (None: it can)."""
+    if size_mb >= PLAUSIBLE_MODEL_MB:
+        return None
+    return (f"is implausible for a model: model_size_mb is in MiB: {size_mb:g} GB is about "
+            f"{size_mb * 1e9 / MIB:.0f} ({size_mb:g} GiB is {size_mb * 1024:.0f}); values under "
+            f"{PLAUSIBLE_MODEL_MB} are refused, GGUF language models are tens of MiB or more")
 
 
 def format_split(shares: list[float]) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from llamafleet.inventory_data import InventoryHost
 from llamafleet.layout import model_file_name
+from llamafleet.plan.memory import model_size_problem
 from llamafleet.settings import BY_NAME, SETTINGS, suggest
 from llamafleet.settings.patterns import file_name_problem
 from llamafleet.validate.controller_files import check_controller_files
@@ -86,6 +87,9 @@ def check_model(findings: Findings, host: InventoryHost) -> None:
     elif url and not sha and not findings.is_bad(host, "model_sha256"):
         findings.report(host.name, "model_sha256",
                         "model_url without model_sha256: a download must be checked")
+    size = findings.value(host, "model_size_mb")
+    if size is not None and not findings.is_bad(host, "model_size_mb") and (problem := model_size_problem(size)):
+        findings.bad_value(host, "model_size_mb", f"{size!r} {problem}")
     if host.data.get("model_name") is None:
         # Without model_name the device file is named after the source's last part.
         name = model_file_name(findings.settings(host))
