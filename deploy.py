@@ -29,6 +29,9 @@ local.include("tasks/model.py")
 # Linux network settings: sysctl drop-in and firewall rules (skipped on Termux: no root).
 local.include("tasks/network.py")
 
+# Each worker's RPC port, recorded on it: adding or removing a device moves no other worker.
+local.include("tasks/ports.py")
+
 # Supervised rpc-server workers and their boot scripts.
 local.include("tasks/workers.py")
 

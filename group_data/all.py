@@ -84,10 +84,14 @@ extra_packages = []
 
 # --- RPC workers ----------------------------------------------------------------------------
 
-# Worker ports are rpc_port_base + rank - 1, unless a host sets rpc_port.
+# A new worker gets the lowest port from rpc_port_base up that no other worker holds (on a first
+# deploy: rpc_port_base, +1, ... in inventory order). A worker keeps the port of its first
+# deploy, recorded on it (<llamafleet_dir>/etc/rpc-port), while devices are added or removed;
+# changing rpc_port_base gives its workers new ports from the new base.
 rpc_port_base = 50052
 
-# This worker's RPC port, instead of one from rpc_port_base.
+# This worker's RPC port, instead of the one it keeps or gets from rpc_port_base. A port that
+# another worker holds is refused, naming both.
 rpc_port = None
 
 # Address the worker's rpc-server binds. Default: its cluster address (or 127.0.0.1 when
@@ -109,11 +113,11 @@ rpc_threads = None
 # above ~75 %), minus rpc_overhead_mb.
 rpc_ram_fraction = 0.7
 
-# RAM in MB kept for the rpc-server process and the OS.
+# RAM in MiB (1024 × 1024 bytes, as every *_mb key) kept for the rpc-server process and the OS.
 rpc_overhead_mb = 500
 
-# RAM in MB used by `llamafleet check`/plan instead of the detected MemTotal (offline planning).
-# With it on every host, `llamafleet check` refuses a model that cannot fit.
+# RAM in MiB used by `llamafleet check`/plan instead of the detected MemTotal (offline planning;
+# `free -m` shows MiB). With it on every host, `llamafleet check` refuses a model that cannot fit.
 ram_mb = None
 
 # rpc-server's local tensor cache (`-c`): a worker keeps the tensors it received under
@@ -133,8 +137,9 @@ model_file = None
 # The model's sha256: required with model_url, and checked in both cases.
 model_sha256 = None
 
-# Model size in MB for offline planning when only model_url is given (with model_file the
-# file's own size is used).
+# Model size in MiB (1024 × 1024 bytes; a 1.93 GB file is about 1840) for planning when only
+# model_url is given (with model_file the file's own size is used). Values under 10 are refused
+# as a size in GB: GGUF language models are tens of MiB or more.
 model_size_mb = None
 
 # File name on the device (under <llamafleet_dir>/models/). Default: the basename.
@@ -144,8 +149,8 @@ model_name = None
 # tensors); useful to run llama-server on a worker alone.
 model_on_workers = False
 
-# Hand-written tensor split, one proportion per RPC worker in rank order (must sum to 1).
-# Default: from each device's usable RAM.
+# Hand-written tensor split, one proportion per RPC worker in rank order, which is port order
+# as `llamafleet plan` shows it (must sum to 1). Default: from each device's usable RAM.
 llama_tensor_split = None
 
 # llama-server --load-mode (auto, none, mmap, mlock, mmap+mlock, dio). Default: chosen from the

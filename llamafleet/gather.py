@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from llamafleet.inventory_data import hosts_from_inventory, make_pyinfra_inventory
-from llamafleet.plan import HostInput
+from llamafleet.plan import PORT_RECORD_FACT, HostInput
 
-# The facts the plan reads, by class name in llamafleet.facts.
+# The facts the plan reads, by class name in llamafleet.facts; and, beside them, the port the
+# deploy recorded on a worker (RpcPortRecord: its path depends on the device, read after these).
 PLAN_FACTS = ("CpuProfile", "MemInfo", "DevicePlatform")
 
 
@@ -62,6 +63,16 @@ def plan_fact_classes() -> dict[str, type]:
 from llamafleet.facts.reading import read_fact  # noqa: E402
 
 
+def read_plan_facts(host, classes: Mapping[str, type] | None = None) -> dict[str, Any]:
+    """Every fact the plan needs from one host, through that host's connection: the deploy
+    (llamafleet.serving.cluster), `plan`, `status` and the verify suite read the same."""
+    from llamafleet.facts.ports import read_port_record
+
+    facts = {name: read_fact(host, cls) for name, cls in (classes or plan_fact_classes()).items()}
+    facts[PORT_RECORD_FACT] = read_port_record(host)
+    return facts
+
+
 def _error_text(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -96,7 +107,7 @@ def gather_facts(
             host.connect(show_errors=False, raise_exceptions=True)
             state.activate_host(host)
             with ctx_host.use(host):
-                facts[host.name] = {name: read_fact(host, cls) for name, cls in classes.items()}
+                facts[host.name] = read_plan_facts(host, classes)
         except ConnectError as error:
             errors[host.name] = f"cannot connect: {_error_text(error)}"
         except Exception as error:  # a fact that raised: report which host, keep going
@@ -120,13 +131,22 @@ def hosts_with_recorded_facts(
     path: str | os.PathLike,
     recorded: Mapping[str, Mapping[str, Any]],
     group_data_dir: str | os.PathLike | None = None,
+    source: str = "the recorded facts",
 ) -> Gathered:
     """HostInputs from the inventory with facts recorded earlier (`plan --facts FILE`), for
-    planning without connecting: {host: {"CpuProfile": {...}, "MemInfo": {...}, ...}}."""
+    planning without connecting: {host: {"CpuProfile": {...}, "MemInfo": {...}, ...}}, the
+    format `plan --record FILE` writes (llamafleet.facts_file). What the plan cannot do
+    without is an error per host naming `source` (the file) and the fact's key."""
+    from llamafleet.facts_file import recorded_problems
     from llamafleet.inventory_data import load_inventory
 
+    if not isinstance(recorded, Mapping):
+        raise GatherError(f"{source}: expected a JSON object of host name -> facts, got {type(recorded).__name__}")
+    listed = load_inventory(path, group_data_dir)
+    errors = recorded_problems(recorded, listed, source)
     hosts = [
-        HostInput(name=h.name, data=h.data, facts=dict(recorded.get(h.name, {})), groups=h.groups)
-        for h in load_inventory(path, group_data_dir)
+        HostInput(name=h.name, data=h.data, groups=h.groups,
+                  facts={} if h.name in errors else dict(recorded.get(h.name) or {}))
+        for h in listed
     ]
-    return Gathered(hosts)
+    return Gathered(hosts, errors)

@@ -11,6 +11,7 @@ one place:
     <base>/models             model files
     <base>/run                pid files, lock files, transfer files, the wake-lock record
     <base>/libexec            helper scripts llamafleet uploads (the build script)
+    <base>/etc                the master's secrets; a worker's rpc-port record (llamafleet.plan.ports)
 
 The base is the `llamafleet_dir` data key, else `$HOME/llamafleet` on Termux (the app's home is
 the only place an app may write) and `/opt/llamafleet` on Linux.
@@ -73,6 +74,12 @@ class Paths:
         """Where a phone records when llamafleet last took the wake lock (boot id and time):
         Android cannot be asked whether a wake lock is held (llamafleet.serving.wakelock)."""
         return f"{self.run}/wake-lock"
+
+    @property
+    def rpc_port_record(self) -> str:
+        """Where the deploy records a worker's RPC port, for the next plans to keep it
+        (llamafleet.plan.ports; read back by the RpcPortRecord fact)."""
+        return f"{self.base}/etc/rpc-port"
 
 
 def paths_for(base: str) -> Paths:

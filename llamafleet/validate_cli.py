@@ -42,11 +42,19 @@ def register(subparsers: Any) -> None:
     )
     _add_inventory_args(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    plan.add_argument(
+    recorded = plan.add_mutually_exclusive_group()
+    recorded.add_argument(
         "--facts",
         metavar="FILE",
         help='plan from facts recorded in a JSON file ({"host": {"CpuProfile": {...}, '
-        '"MemInfo": {...}, "DevicePlatform": {...}}}) instead of connecting',
+        '"MemInfo": {...}, "DevicePlatform": {...}, "RpcPortRecord": {...}}}, as --record '
+        "writes it) instead of connecting",
+    )
+    recorded.add_argument(
+        "--record",
+        metavar="FILE",
+        help="also save the facts read from the hosts to FILE, in the format --facts reads "
+        "(written when every host answered, before the plan is made)",
     )
     plan.add_argument("--svg", metavar="FILE", help="also draw the plan as an SVG picture in FILE")
     plan.set_defaults(func=run_plan)
@@ -100,16 +108,23 @@ def run_plan(args: argparse.Namespace) -> int:
     problems = validate_inventory(args.inventory, args.group_data)
     if problems:
         return _print_problems(problems)
+    from llamafleet.facts_file import load_facts, write_facts
+
     try:
         if args.facts:
-            with open(args.facts, encoding="utf-8") as handle:
-                gathered = hosts_with_recorded_facts(args.inventory, json.load(handle), args.group_data)
+            gathered = hosts_with_recorded_facts(args.inventory, load_facts(args.facts), args.group_data,
+                                                 source=args.facts)
         else:
             gathered = gather_facts(args.inventory, args.group_data)
     except (GatherError, OSError, ValueError) as error:
         return _print_problems([Problem(CLUSTER, "facts", str(error))])
     if gathered.errors:
         return _print_problems([Problem(name, "facts", why) for name, why in gathered.errors.items()])
+    if getattr(args, "record", None):
+        try:
+            write_facts(args.record, gathered.hosts)
+        except OSError as error:
+            return _print_problems([Problem(CLUSTER, "record", f"{args.record}: {error.strerror or error}")])
 
     master = next(h for h in gathered.hosts if h.data.get("llama_role") == "master")
     try:

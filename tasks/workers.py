@@ -29,7 +29,9 @@ if me.role == "worker":
     supervise(
         Service(
             name="llama-rpc",
-            description=f"ggml-rpc-server, rank {me.rank}, {me.address}:{me.rpc_port}",
+            # No rank here: it is in the service file, and a device removed before this one
+            # would change it and restart a worker whose port did not move.
+            description=f"ggml-rpc-server, {me.address}:{me.rpc_port}",
             argv=argv,
             env=env,
             restart_if=cluster.binaries_changed(host),

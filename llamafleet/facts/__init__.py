@@ -1,6 +1,6 @@
 """pyinfra facts llamafleet reads from each device (all of them never fail; see each class).
 
-from llamafleet.facts import CpuProfile, MemInfo, DevicePlatform, CompilerInfo, CompilerAccepts
+from llamafleet.facts import CpuProfile, MemInfo, DevicePlatform, CompilerInfo, CompilerAccepts, RpcPortRecord
 host.get_fact(CpuProfile)["threads"]
 """
 
@@ -8,5 +8,7 @@ from .compiler import CompilerAccepts, CompilerInfo, compiler_accepts
 from .cpu import CpuProfile
 from .device import DevicePlatform
 from .memory import MemInfo
+from .ports import RpcPortRecord
 
-__all__ = ["CompilerAccepts", "CompilerInfo", "CpuProfile", "DevicePlatform", "MemInfo", "compiler_accepts"]
+__all__ = ["CompilerAccepts", "CompilerInfo", "CpuProfile", "DevicePlatform", "MemInfo", "RpcPortRecord",
+           "compiler_accepts"]

@@ -1,7 +1,8 @@
 """The cluster plan: every per-host decision, made once (see llamafleet.plan.shapes).
 
-`make` places the model, `decide` holds one function per decision, `firewall` the rules a host
-gets, `memory` the split, `table` what `llamafleet plan` prints.
+`make` places the model, `decide` holds one function per decision, `ports` the workers' ports
+and order (kept across deploys), `firewall` the rules a host gets, `memory` the split, `table`
+what `llamafleet plan` prints.
 """
 
 from llamafleet.plan.addresses import WILDCARD_ADDRESSES, cluster_address_of, host_port, is_loopback, is_wildcard
@@ -11,9 +12,9 @@ from llamafleet.plan.decide import (
     effective_bind,
     effective_transport,
     platform_of,
-    worker_port,
 )
 from llamafleet.plan.make import make_plan
+from llamafleet.plan.ports import PORT_RECORD_FACT, PortChoice, PortRecord, choose_ports, rank_order
 from llamafleet.plan.memory import (
     MIB,
     QUANT_BITS,
@@ -26,9 +27,9 @@ from llamafleet.plan.shapes import HostInput, MasterPlan, Plan, PlanError, Plann
 from llamafleet.plan.table import PLAN_COLUMNS, master_lines, render_table, table_rows
 
 __all__ = [
-    "ARMV7_ADDRESS_LIMIT_MB", "MIB", "PLAN_COLUMNS", "QUANT_BITS", "WILDCARD_ADDRESSES", "HostInput", "MasterPlan",
-    "Plan", "PlanError", "PlannedHost", "api_url_of", "cluster_address_of", "effective_bind", "effective_transport",
-    "format_split", "host_port", "is_loopback", "is_wildcard", "make_plan", "model_size_from_data",
-    "master_lines", "platform_of", "quantisation_hint", "render_table", "split_by_capacity", "table_rows",
-    "worker_port",
+    "ARMV7_ADDRESS_LIMIT_MB", "MIB", "PLAN_COLUMNS", "PORT_RECORD_FACT", "QUANT_BITS", "WILDCARD_ADDRESSES",
+    "HostInput", "MasterPlan", "Plan", "PlanError", "PlannedHost", "PortChoice", "PortRecord", "api_url_of",
+    "choose_ports", "cluster_address_of", "effective_bind", "effective_transport", "format_split", "host_port",
+    "is_loopback", "is_wildcard", "make_plan", "master_lines", "model_size_from_data", "platform_of",
+    "quantisation_hint", "rank_order", "render_table", "split_by_capacity", "table_rows",
 ]

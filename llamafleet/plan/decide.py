@@ -1,5 +1,6 @@
 """Each per-host decision of the plan, one function each, from the host's typed settings and
-facts: the defaults group_data/all.py documents as "decided by llamafleet".
+facts: the defaults group_data/all.py documents as "decided by llamafleet". A worker's port is
+llamafleet.plan.ports' (it reads what earlier deploys recorded on the devices).
 
 `make_plan` calls them and writes what they decide into the plan; `llamafleet check` calls the
 same ones on data alone (no facts), so what it refuses is what the deploy would do.
@@ -36,13 +37,6 @@ def effective_bind(settings, transport: str, cluster_address: str) -> str:
     if settings.rpc_bind:
         return settings.rpc_bind
     return "127.0.0.1" if transport == "tunnel" else cluster_address
-
-
-def worker_port(settings, rank: int) -> int:
-    """rpc_port, else rpc_port_base + rank − 1."""
-    if settings.rpc_port is not None:
-        return settings.rpc_port
-    return settings.rpc_port_base + rank - 1
 
 
 def connect_of(transport: str, bind: str, cluster_address: str, port: int) -> str:

@@ -1,5 +1,5 @@
-"""`make_plan`: who is master, which worker gets which port, bind and share of the model, and
-every other per-host decision (llamafleet.plan.decide), made once.
+"""`make_plan`: who is master, which worker gets which port (llamafleet.plan.ports), bind and
+share of the model, and every other per-host decision (llamafleet.plan.decide), made once.
 
 A pure function of the hosts' typed settings and facts; `llamafleet plan`, `check` (offline,
 with ram_mb), `status`, the verify suite and deploy.py all call it, so what is shown is what
@@ -15,6 +15,7 @@ from llamafleet.plan import decide
 from llamafleet.plan.addresses import cluster_address_of
 from llamafleet.plan.firewall import firewall_plan, gets_firewall
 from llamafleet.plan.memory import SPLIT_STEPS, format_split, quantisation_hint, split_by_capacity
+from llamafleet.plan.ports import PortChoice, plan_ports, rank_order
 from llamafleet.plan.shapes import HostInput, MasterPlan, Plan, PlanError, PlannedHost
 from llamafleet.settings import SettingError
 
@@ -47,26 +48,32 @@ def _ram_of(host: HostInput) -> float | None:
 def _device(host: HostInput, reasons: list[str]) -> _Device | None:
     ram = _ram_of(host)
     if ram is None:
-        reasons.append(f"{host.name}: ram_mb: RAM unknown (no MemInfo fact and no ram_mb in data)")
+        meminfo = host.facts.get("MemInfo")
+        if not meminfo:
+            why = "no MemInfo fact"
+        else:  # the fact was read, but holds no total (an unreadable /proc/meminfo)
+            why = f"the MemInfo fact has no total_mb, only {', '.join(meminfo)},"
+        reasons.append(f"{host.name}: ram_mb: RAM unknown ({why} and no ram_mb in data)")
         return None
     arch = (host.facts.get("CpuProfile") or {}).get("arch")
     return _Device(host, decide.platform_of(host), ram, decide.usable_of(host.settings, ram, arch), arch)
 
 
 def _planned(
-    device: _Device, role: str, rank: int, split: float, model_size_mb: float, load_mode: str = ""
+    device: _Device, role: str, rank: int, split: float, model_size_mb: float, load_mode: str = "",
+    port_choice: PortChoice | None = None,
 ) -> PlannedHost:
-    """Fill a PlannedHost for a master (rank 0) or a worker."""
+    """Fill a PlannedHost for a master (rank 0, no port_choice) or a worker."""
     settings, name = device.host.settings, device.host.name
     cpu = device.host.facts.get("CpuProfile") or {}
     platform_fact = device.host.facts.get("DevicePlatform") or {}
     address = cluster_address_of(name, settings)
     port = connect = transport = None
     bind = address
-    if role == "worker":
+    if port_choice is not None:
         transport = decide.effective_transport(settings, device.platform)
         bind = decide.effective_bind(settings, transport, address)
-        port = decide.worker_port(settings, rank)
+        port = port_choice.port
         connect = decide.connect_of(transport, bind, address, port)
     share_mb = split * model_size_mb
     expected = share_mb + settings.rpc_overhead_mb
@@ -82,6 +89,7 @@ def _planned(
         cluster_address=address,
         address=bind,
         rpc_port=port,
+        rpc_port_since=port_choice.since if port_choice else None,
         connect=connect,
         transport=transport,
         arch=device.arch,
@@ -130,11 +138,12 @@ def _read_settings(hosts: list[HostInput]) -> None:
 
 
 def make_plan(hosts: list[HostInput], model_size_mb: float) -> Plan:
-    """Place a model of `model_size_mb` MB on the hosts, or raise PlanError saying why not.
+    """Place a model of `model_size_mb` MiB on the hosts, or raise PlanError saying why not.
 
     One master (llama_role "master", rank 0, runs llama-server); the other hosts are RPC workers,
-    ranks 1..N in the given (inventory) order. The tensor split is proportional to each worker's
-    usable RAM unless the master's data has llama_tensor_split.
+    ranks 1..N in the order of their ports (llamafleet.plan.ports: a worker keeps the port of
+    its first deploy, new ones get the lowest free port in inventory order). The tensor split is
+    proportional to each worker's usable RAM unless the master's data has llama_tensor_split.
     """
     if not model_size_mb or model_size_mb <= 0:
         raise PlanError(
@@ -151,6 +160,9 @@ def make_plan(hosts: list[HostInput], model_size_mb: float) -> Plan:
     worker_inputs = [host for host in hosts if host is not master_input]
     if not worker_inputs:
         raise PlanError(["cluster: llama_role: no RPC workers"], "add at least one worker host")
+    ports = plan_ports(worker_inputs)
+    by_name = {host.name: host for host in worker_inputs}
+    worker_inputs = [by_name[name] for name in rank_order(list(by_name), ports)]
 
     reasons: list[str] = []
     master = _device(master_input, reasons)
@@ -204,7 +216,7 @@ def make_plan(hosts: list[HostInput], model_size_mb: float) -> Plan:
 
     load_mode = decide.load_mode_of(master_settings, master.usable_mb, model_size_mb)
     planned = [_planned(master, "master", 0, 0.0, model_size_mb, load_mode)]
-    planned += [_planned(device, "worker", rank, split, model_size_mb)
+    planned += [_planned(device, "worker", rank, split, model_size_mb, port_choice=ports[device.host.name])
                 for rank, (device, split) in enumerate(zip(workers, splits), start=1)]
     for entry, device in zip(planned, [master, *workers]):
         if gets_firewall(device.host.settings, entry.platform):

@@ -89,7 +89,9 @@ class PlannedHost:
     listens and `connect` is the same server as llama-server's --rpc sees it. `binary` is the
     program its service runs (in <base>/bin); `base` is where llamafleet lives on it (None
     when the plan was made without the device's platform and `llamafleet_dir` names none);
-    `firewall` is None where llamafleet keeps no firewall (a phone, firewall_enabled off)."""
+    `firewall` is None where llamafleet keeps no firewall (a phone, firewall_enabled off);
+    `rpc_port_since` is since when a worker holds its port, from the record on the device (None:
+    the port is new to it; llamafleet.plan.ports)."""
 
     name: str
     role: str
@@ -116,6 +118,7 @@ class PlannedHost:
     base: str | None = None
     model_path: str | None = None
     firewall: FirewallPlan | None = None
+    rpc_port_since: str | None = None
 
 
 @dataclass

@@ -18,10 +18,10 @@ from gevent.lock import BoundedSemaphore
 from pyinfra import host, inventory
 from pyinfra.context import ctx_inventory
 
-from llamafleet.gather import plan_fact_classes, read_fact
+from llamafleet.gather import read_plan_facts
 from llamafleet.inventory_data import hosts_from_inventory
 from llamafleet.layout import device_paths, device_platform
-from llamafleet.plan import HostInput, Plan, PlannedHost, make_plan, model_size_from_data
+from llamafleet.plan import HostInput, Plan, PlanError, PlannedHost, make_plan, model_size_from_data
 from llamafleet.plan.firewall import backend_in_use
 from llamafleet.settings import HostSettings, settings_for
 
@@ -30,8 +30,17 @@ _PLAN_LOCK = BoundedSemaphore()
 
 
 def host_facts(target) -> dict[str, Any]:
-    """The facts the plan needs from one host, read through that host's connection."""
-    return {name: read_fact(target, cls) for name, cls in plan_fact_classes().items()}
+    """The facts the plan needs from one host (its recorded RPC port included), read through
+    that host's connection. Every host's, in a limited run (--limit) too: the plan spans the
+    cluster, and the others' recorded ports keep a new worker off theirs."""
+    from pyinfra.api.exceptions import ConnectError
+
+    try:
+        return read_plan_facts(target)
+    except ConnectError as error:
+        raise PlanError([f"{target.name}: facts: cannot connect ({' '.join(str(error).split())}); the plan "
+                         "reads every host, with --limit too"],
+                        "bring the host back, or take it out of the inventory") from None
 
 
 def current_plan() -> Plan:

@@ -81,9 +81,13 @@ More packages for one device class, added to the platform list above."""),
 
     "RPC workers",
     Setting("rpc_port_base", INT, 50052, range=TCP_PORT, doc="""
-Worker ports are rpc_port_base + rank - 1, unless a host sets rpc_port."""),
+A new worker gets the lowest port from rpc_port_base up that no other worker holds (on a first
+deploy: rpc_port_base, +1, ... in inventory order). A worker keeps the port of its first
+deploy, recorded on it (<llamafleet_dir>/etc/rpc-port), while devices are added or removed;
+changing rpc_port_base gives its workers new ports from the new base."""),
     Setting("rpc_port", INT, range=TCP_PORT, doc="""
-This worker's RPC port, instead of one from rpc_port_base."""),
+This worker's RPC port, instead of the one it keeps or gets from rpc_port_base. A port that
+another worker holds is refused, naming both."""),
     Setting("rpc_bind", STR, pattern=p.address_problem, doc="""
 Address the worker's rpc-server binds. Default: its cluster address (or 127.0.0.1 when
 tunnelled). "0.0.0.0" only when set here explicitly: RPC has no authentication."""),
@@ -99,10 +103,10 @@ Threads for rpc-server / llama-server. Default: the device's big cores."""),
 A device holds at most this fraction of its RAM in model tensors (the guides see crashes
 above ~75 %), minus rpc_overhead_mb."""),
     Setting("rpc_overhead_mb", NUMBER, 500, range=AT_LEAST_0, doc="""
-RAM in MB kept for the rpc-server process and the OS."""),
+RAM in MiB (1024 × 1024 bytes, as every *_mb key) kept for the rpc-server process and the OS."""),
     Setting("ram_mb", NUMBER, range=MORE_THAN_0, doc="""
-RAM in MB used by `llamafleet check`/plan instead of the detected MemTotal (offline planning).
-With it on every host, `llamafleet check` refuses a model that cannot fit."""),
+RAM in MiB used by `llamafleet check`/plan instead of the detected MemTotal (offline planning;
+`free -m` shows MiB). With it on every host, `llamafleet check` refuses a model that cannot fit."""),
     Setting("rpc_cache", BOOL, False, doc="""
 rpc-server's local tensor cache (`-c`): a worker keeps the tensors it received under
 $LLAMA_CACHE (default ~/.cache/llama.cpp/rpc) and the master sends only hashes on the next
@@ -117,16 +121,17 @@ Or the model as a file on the controller, uploaded to each device."""),
     Setting("model_sha256", STR, pattern=p.sha256_problem, doc="""
 The model's sha256: required with model_url, and checked in both cases."""),
     Setting("model_size_mb", NUMBER, range=MORE_THAN_0, doc="""
-Model size in MB for offline planning when only model_url is given (with model_file the
-file's own size is used)."""),
+Model size in MiB (1024 × 1024 bytes; a 1.93 GB file is about 1840) for planning when only
+model_url is given (with model_file the file's own size is used). Values under 10 are refused
+as a size in GB: GGUF language models are tens of MiB or more."""),
     Setting("model_name", STR, pattern=p.file_name_problem, doc="""
 File name on the device (under <llamafleet_dir>/models/). Default: the basename."""),
     Setting("model_on_workers", BOOL, False, doc="""
 Also put the model on the workers. Not needed for RPC (the master sends each worker its
 tensors); useful to run llama-server on a worker alone."""),
     Setting("llama_tensor_split", LIST_NUMBER, doc="""
-Hand-written tensor split, one proportion per RPC worker in rank order (must sum to 1).
-Default: from each device's usable RAM."""),
+Hand-written tensor split, one proportion per RPC worker in rank order, which is port order
+as `llamafleet plan` shows it (must sum to 1). Default: from each device's usable RAM."""),
     Setting("llama_load_mode", STR, choices=("auto", "none", "mmap", "mlock", "mmap+mlock", "dio"), doc="""
 llama-server --load-mode (auto, none, mmap, mlock, mmap+mlock, dio). Default: chosen from the
 master's RAM: "mmap" when the model fits comfortably (lower peak RAM), "none" when it is tight

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from llamafleet.inventory_data import InventoryHost
 from llamafleet.plan.addresses import cluster_address_of, host_port, is_loopback, is_wildcard
-from llamafleet.plan.decide import effective_bind, effective_transport, server_address_of, worker_port
+from llamafleet.plan.decide import effective_bind, effective_transport, server_address_of
+from llamafleet.plan.ports import choose_ports
 from llamafleet.validate.findings import Findings
 from llamafleet.validate.host_rules import TERMUX_LOWEST_PORT
 
@@ -104,20 +105,23 @@ def check_listeners(findings: Findings, hosts: list[InventoryHost], master: Inve
                           f"{master.name}'s llama-server")
             check_termux_port(findings, master, "llama_server_port", api_port)
         check_api_exposure(findings, master)
-    for rank, host in enumerate(workers, start=1):
+    # Ports as a first deploy gives them (offline: no worker's recorded port is known), from the
+    # plan's own rule; hosts whose port keys were refused already take no part.
+    sound = [host for host in workers if not findings.is_bad(host, "rpc_port", "rpc_port_base")]
+    ports, refused = choose_ports((host.name, findings.settings(host), None) for host in sound)
+    for refusal in refused:
+        findings.report(refusal.host, refusal.key, refusal.message)
+    for host in workers:
         settings = findings.settings(host)
         platform = "termux" if host.is_termux else "linux"
         transport = effective_transport(settings, platform)
         address = cluster_address_of(host.name, settings)
         bind = effective_bind(settings, transport, address)
-        port = worker_port(settings, rank)
         port_key = "rpc_port" if settings.rpc_port is not None else "rpc_port_base"
         check_bind(findings, host, master, transport, bind)
-        if findings.is_bad(host, "rpc_port", "rpc_port_base"):
-            continue  # a port already reported as malformed
-        if not 1 <= port <= 65535:
-            findings.report(host.name, port_key, f"rank {rank} gets port {port}, outside 1..65535")
-            continue
+        if host.name not in ports:
+            continue  # a port already reported as malformed, or none left
+        port = ports[host.name].port
         check_termux_port(findings, host, port_key, port)
         listeners.add(host, port_key, bind, port, f"{host.name}'s RPC server")
         if transport == "tunnel" and master is not None:

@@ -18,7 +18,7 @@ import pytest
 from llamafleet.gather import gather_facts
 from llamafleet.inventory_data import load_inventory
 from llamafleet.layout import paths_for
-from llamafleet.plan import Plan, PlannedHost, effective_transport, make_plan, model_size_from_data
+from llamafleet.plan import PORT_RECORD_FACT, Plan, PlannedHost, effective_transport, make_plan, model_size_from_data
 from llamafleet.plan.firewall import gets_firewall
 from llamafleet.settings import settings_for
 from llamafleet.testinfra_ssh import verify_host
@@ -81,6 +81,12 @@ class Cluster:
 
     def planned(self, name: str) -> PlannedHost:
         return next(h for h in self.plan.hosts if h.name == name)
+
+    @property
+    def recorded_ports(self) -> dict[str, int]:
+        """The port each worker's record on the device names (what the deploy gave it)."""
+        return {name: (facts.get(PORT_RECORD_FACT) or {}).get("rpc_port") for name, facts in self.facts.items()
+                if (facts.get(PORT_RECORD_FACT) or {}).get("rpc_port")}
 
 
 @pytest.fixture(scope="session")

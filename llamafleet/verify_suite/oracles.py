@@ -59,12 +59,17 @@ def master_name(data_by_host: Mapping[str, Mapping[str, Any]]) -> str:
     return masters[0]
 
 
-def worker_rpc_port(data_by_host: Mapping[str, Mapping[str, Any]], name: str) -> int:
-    """group_data/all.py: `rpc_port`, else rpc_port_base + rank - 1, workers ranked 1..N in
-    inventory order (`data_by_host` keeps the inventory's order)."""
+def worker_rpc_port(data_by_host: Mapping[str, Mapping[str, Any]], name: str,
+                    recorded: Mapping[str, int] | None = None) -> int:
+    """group_data/all.py: `rpc_port`, else the port the deploy recorded on the worker (README
+    "Add or remove a device": a worker keeps the port of its first deploy; `recorded` maps a
+    worker to the port in its <llamafleet_dir>/etc/rpc-port), else, on a first deploy,
+    rpc_port_base + 0, 1, ... for the workers in inventory order (`data_by_host` keeps it)."""
     data = data_by_host[name]
     if data.get("rpc_port"):
         return int(data["rpc_port"])
+    if recorded and recorded.get(name):
+        return int(recorded[name])
     workers = [host for host, host_data in data_by_host.items() if not is_master(host_data)]
     return int(data.get("rpc_port_base", 50052)) + workers.index(name)
 
@@ -100,9 +105,10 @@ def cidr(source: str) -> str:
         return str(ipaddress.ip_network(address))
 
 
-def expected_rules(name: str, data_by_host: Mapping[str, Mapping[str, Any]], is_termux: bool = False) -> list[Rule]:
+def expected_rules(name: str, data_by_host: Mapping[str, Mapping[str, Any]], is_termux: bool = False,
+                   recorded: Mapping[str, int] | None = None) -> list[Rule]:
     """The rules the host's firewall must hold, per protected port: loopback and the admitted
-    sources ACCEPTed, then one DROP for everyone else."""
+    sources ACCEPTed, then one DROP for everyone else (`recorded`: as for worker_rpc_port)."""
     data = data_by_host[name]
     admitted: dict[int, list[str]] = {}
     if is_master(data):
@@ -110,7 +116,7 @@ def expected_rules(name: str, data_by_host: Mapping[str, Mapping[str, Any]], is_
         admitted[int(data.get("llama_server_port", 8080))] = sources
     elif not _is_loopback(worker_bind(name, data, is_termux)):
         master = master_name(data_by_host)
-        admitted[worker_rpc_port(data_by_host, name)] = [cluster_address(master, data_by_host[master])]
+        admitted[worker_rpc_port(data_by_host, name, recorded)] = [cluster_address(master, data_by_host[master])]
     rules = []
     for port, sources in admitted.items():
         rules.append(Rule(LOOPBACK, port, ACCEPT))

@@ -96,6 +96,15 @@ def test_worker_listens_where_planned_and_not_everywhere(worker):
         assert planned.address == "127.0.0.1"
 
 
+def test_worker_port_is_recorded_on_it(worker):
+    """The record the next plans read (README "Add or remove a device") names the port the
+    worker serves on: read here with testinfra, not through the product's fact."""
+    content = worker.host.file(worker.paths.rpc_port_record).content_string
+    recorded = re.findall(r"^rpc_port=(\d+)$", content, re.M)
+    assert recorded == [str(worker.planned.rpc_port)], (
+        f"{worker.name}: {worker.paths.rpc_port_record} records {recorded}, the worker serves on {worker.planned.rpc_port}")
+
+
 def test_boot_script_brings_the_worker_back(termux_worker):
     worker = termux_worker
     script = worker.host.file(f"{worker.platform['home']}/{TERMUX_BOOT_SCRIPT}")
@@ -171,7 +180,7 @@ def test_linux_firewall_rules(firewall_node, cluster):
     """The rules as the policy says in plain terms (oracles.expected_rules, from the inventory's
     addresses and ports), compared with the kernel's: per port, what is admitted, then a DROP."""
     node = firewall_node
-    expected = expected_rules(node.name, cluster.data)
+    expected = expected_rules(node.name, cluster.data, recorded=cluster.recorded_ports)
     if node.planned.role == "worker":
         # The port must be the one the rpc-server really serves, or the rules guard nothing.
         assert all(rule.port == node.planned.rpc_port for rule in expected), (
@@ -186,7 +195,7 @@ def test_linux_firewall_is_evaluated_first(firewall_node, cluster):
     """INPUT jumps to llamafleet's chain before any rule the host had (a user's broad ACCEPT
     would otherwise open the ports anyway), read from `iptables -S INPUT` in order."""
     node = firewall_node
-    if not expected_rules(node.name, cluster.data):
+    if not expected_rules(node.name, cluster.data, recorded=cluster.recorded_ports):
         return  # nothing to protect on this host (a tunnelled Linux worker): nothing to place
     _, placement = _live_firewall(node)
     assert not placement, f"{node.name}: " + "; ".join(placement)
@@ -219,7 +228,7 @@ def test_tunnel_key_is_restricted_in_authorized_keys(tunnel_worker, cluster, tun
     assert "restrict" in names or {"no-pty", "no-agent-forwarding", "no-x11-forwarding", "no-user-rc"} <= names, lines[0]
     assert not names & {"pty", "agent-forwarding", "x11-forwarding", "user-rc"}, f"{worker.name}: re-enabled: {lines[0]}"
     assert "command" in names, f"{worker.name}: no forced command: the tunnel key can run a shell: {lines[0]}"
-    port = worker_rpc_port(cluster.data, worker.name)
+    port = worker_rpc_port(cluster.data, worker.name, cluster.recorded_ports)
     permitted = [value for name, value in options if name == "permitopen"]
     assert permitted == [f"127.0.0.1:{port}"], f"{worker.name}: the key may forward to {permitted}, not 127.0.0.1:{port} only"
 
@@ -281,7 +290,7 @@ def test_tunnel_key_forwards_only_the_rpc_port(tunnel_worker, node_for, cluster)
     sshd directly."""
     worker, master = tunnel_worker, node_for(cluster.plan.master.name)
     ssh, target, address, ssh_port = _tunnel_ssh(master, cluster, worker.name)
-    rpc_port = worker_rpc_port(cluster.data, worker.name)
+    rpc_port = worker_rpc_port(cluster.data, worker.name, cluster.recorded_ports)
     read8 = "head -c 8 <&3\" 2>/dev/null | tr -cd 'A-Za-z0-9.-'"
     script = (
         _FREE_PORT
@@ -311,7 +320,7 @@ def test_tunnel_key_cannot_listen_on_the_worker(tunnel_worker, node_for, cluster
     allowed local forward instead stays up."""
     worker, master = tunnel_worker, node_for(cluster.plan.master.name)
     ssh, target, _, _ = _tunnel_ssh(master, cluster, worker.name)
-    rpc_port = worker_rpc_port(cluster.data, worker.name)
+    rpc_port = worker_rpc_port(cluster.data, worker.name, cluster.recorded_ports)
     listen = next(
         port for port in range(47411, 47511)
         if worker.host.run(connect_probe("127.0.0.1", port)).stdout.strip() == "refused"

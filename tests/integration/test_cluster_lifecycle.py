@@ -124,7 +124,8 @@ def wait_for(check, seconds: float, interval: float = 0.5) -> bool:
     return True
 
 
-# linux2 is rank 3 in the lab inventory (after the two phones): rpc_port_base + rank - 1.
+# linux2 is the third worker of the lab inventory (after the two phones): a first deploy gives
+# the workers rpc_port_base, +1, +2 in inventory order, and later deploys keep them.
 LINUX2_RPC_PORT = 50052 + 3 - 1
 USER_ACCEPT_ALL = "-A INPUT -j ACCEPT"
 JUMP = "-A INPUT -j LLAMAFLEET"

@@ -190,10 +190,16 @@ def test_rpc_port_on_the_ssh_port_clashes_with_sshd(tmp_path):
     ]
 
 
-def test_derived_port_beyond_65535(tmp_path):
-    path = write_inventory(tmp_path, phone=', "rpc_port_base": 65535')
-    # phone1 is rank 2 (board is rank 1): 65535 + 2 - 1.
-    assert lines(validate_inventory(path)) == ["phone1: rpc_port_base: rank 2 gets port 65536, outside 1..65535"]
+def test_no_free_port_from_the_base(tmp_path):
+    # board holds 65535, the only port from phone1's base up: a first deploy has none for phone1.
+    path = write_inventory(tmp_path, board=', "rpc_port": 65535', phone=', "rpc_port_base": 65535')
+    assert lines(validate_inventory(path)) == [
+        "phone1: rpc_port_base: no free port from 65535 to 65535: the other workers hold them; lower "
+        "rpc_port_base or set rpc_port"]
+    # Alone from that base, it gets 65535.
+    (tmp_path / "alone").mkdir()
+    path = write_inventory(tmp_path / "alone", phone=', "rpc_port_base": 65535')
+    assert lines(validate_inventory(path)) == []
 
 
 def test_no_workers(tmp_path):

@@ -85,6 +85,7 @@ WHOLE_FILES = [
     "systemd/service.j2",
     "termux/boot.sh.j2",
     "llamafleet/etc/tunnel_known_hosts.j2",
+    "llamafleet/etc/rpc-port.j2",
     "llamafleet/libexec/llamafleet-build.sh.j2",
 ]
 

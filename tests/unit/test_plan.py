@@ -119,7 +119,10 @@ def test_explicit_settings_win():
     assert plan.master.threads == box.threads == 2
     # A wildcard bind is reached through the worker's cluster address.
     assert (phone.address, phone.rpc_port, phone.connect) == ("0.0.0.0", 6000, "10.1.1.21:6000")
-    assert (board.transport, board.address, board.connect) == ("tunnel", "127.0.0.1", "127.0.0.1:50053")
+    # board takes the lowest free port from rpc_port_base (phone1's 6000 is none of them), and
+    # workers are ranked by port: phone1 (6000) first.
+    assert (board.transport, board.address, board.connect) == ("tunnel", "127.0.0.1", "127.0.0.1:50052")
+    assert [(h.name, h.rank) for h in plan.hosts] == [("box", 0), ("phone1", 1), ("board", 2)]
     # ram_mb in data overrides the detected MemInfo total.
     assert board.ram_mb == 2000 and board.usable_mb == pytest.approx(2000 * 0.7 - 500)
     assert board.threads == 1 and board.march == "armv8-a"

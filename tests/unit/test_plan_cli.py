@@ -77,7 +77,9 @@ def test_plan_without_facts_for_a_host(tmp_path, capsys):
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps(facts))
     assert run_cli(["plan", str(INVENTORIES / "good.py"), "--facts", str(partial)]) == 2
-    assert "phone2: ram_mb: RAM unknown" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"phone2: facts: not in {partial} (it has facts of: box, board, phone1); record them with "
+        f"`llamafleet plan INVENTORY --record {partial}`, or set ram_mb\n")
 
 
 # --- gathering through pyinfra ------------------------------------------------------------------

@@ -34,6 +34,18 @@ def test_worker_admits_the_master_on_its_rank_port_then_drops():
     ]
 
 
+def test_a_worker_keeps_the_port_recorded_on_it():
+    """After a phone was inserted before linux2, linux2 still serves on the port its record
+    names (README "Add or remove a device"), not on its new place's."""
+    data = {"phone0": lab_data()["phone1"], **lab_data()}
+    assert oracles.worker_rpc_port(data, "linux2") == 50055  # a first deploy of this inventory
+    recorded = {"phone1": 50052, "phone2": 50053, "linux2": 50054}
+    assert oracles.worker_rpc_port(data, "linux2", recorded) == 50054
+    assert oracles.expected_rules("linux2", data, recorded=recorded)[-1] == Rule(ANYWHERE, 50054, DROP)
+    data["linux2"]["rpc_port"] = 6000  # rpc_port still wins
+    assert oracles.worker_rpc_port(data, "linux2", recorded) == 6000
+
+
 def test_master_admits_itself_and_the_allowed_sources_on_the_api_port():
     data = lab_data()
     data["linux1"]["api_allowed_sources"] = [CONTROLLER, "10.0.0.7/24"]
