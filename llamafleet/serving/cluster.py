@@ -22,7 +22,7 @@ from llamafleet.gather import read_plan_facts
 from llamafleet.inventory_data import hosts_from_inventory
 from llamafleet.layout import device_paths, device_platform
 from llamafleet.plan import HostInput, Plan, PlanError, PlannedHost, make_plan, model_size_from_data
-from llamafleet.plan.firewall import backend_in_use
+from llamafleet.plan.firewall import backend_in_use, services_restore_rules
 from llamafleet.settings import HostSettings, settings_for
 
 _PLAN_CACHE: dict[int, Plan | Exception] = {}
@@ -131,7 +131,8 @@ def prestart_lines(target, planned: PlannedHost) -> list[str]:
     """What a service on this host re-establishes before it starts, every time: the wake lock
     on a phone (a sleeping worker stalls the cluster; taking it twice is harmless), recorded
     with the boot id for `llamafleet doctor`, and, where the plan says so, llamafleet's
-    firewall rules (the kernel forgets them at reboot)."""
+    iptables or nftables rules (the kernel forgets them at reboot; ufw and firewalld restore
+    their own at boot)."""
     from llamafleet.serving import wakelock
     from llamafleet.serving.firewall import restore_commands
 
@@ -139,6 +140,6 @@ def prestart_lines(target, planned: PlannedHost) -> list[str]:
         return wakelock.prestart_lines(device_paths(target).wake_lock_record)
     if planned.firewall and planned.firewall.restore_at_start:
         backend = firewall_backend(target, planned)
-        if backend in ("iptables", "nftables"):
+        if services_restore_rules(backend):
             return restore_commands(backend)
     return []

@@ -2,7 +2,9 @@
 
 llama.cpp's RPC has no authentication, so on a host that can firewall, only the master may reach a
 worker's port. Everything else on the host (SSH above all) is left as it was: llamafleet owns one
-chain (iptables) or one table (nftables) and only touches traffic to its own ports.
+chain (iptables) or one table (nftables) and only touches traffic to its own ports. A host with
+ufw or firewalld gets its rules through that tool instead (firewall_ufw, firewall_firewalld), and
+firewall_retire removes what llamafleet left in a backend the host no longer uses.
 
 Which rules a host gets and which backend holds them is the plan's decision
 (llamafleet.plan.firewall). Each backend has a fact that reads the live rules in a normalised
@@ -221,12 +223,15 @@ def nftables_table(policy: FirewallPolicy, rules_file: str = NFT_RULES_FILE):
 
 def restore_commands(backend: str) -> list[str]:
     """Shell lines that put the saved rules back, for a service to run before it starts: the
-    kernel forgets them at reboot and nothing else loads llamafleet's files at boot."""
+    kernel forgets them at reboot and nothing else loads llamafleet's files at boot. Only for
+    iptables and nftables (plan.firewall.services_restore_rules): ufw and firewalld restore theirs."""
     if backend == "iptables":
         return render_lines(
             "prestart/iptables.sh.j2", rules_file=IPTABLES_RULES_FILE, chain=CHAIN, jump_is_first=jump_is_first(CHAIN)
         )
-    return render_lines("prestart/nftables.sh.j2", rules_file=NFT_RULES_FILE)
+    if backend == "nftables":
+        return render_lines("prestart/nftables.sh.j2", rules_file=NFT_RULES_FILE)
+    raise ValueError(f"firewall backend {backend!r} restores its own rules at boot: no prestart lines")
 
 
 class FirewallBackend(FactBase):
@@ -238,7 +243,7 @@ class FirewallBackend(FactBase):
     def command(self) -> str:
         return (
             "if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then echo firewalld; "
-            "elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q 'Status: active'; then echo ufw; "
+            "elif command -v ufw >/dev/null 2>&1 && LC_ALL=C ufw status 2>/dev/null | grep -q 'Status: active'; then echo ufw; "
             "elif command -v iptables >/dev/null 2>&1; then echo iptables; "
             "elif command -v nft >/dev/null 2>&1; then echo nftables; "
             "else echo none; fi"

@@ -9,8 +9,6 @@ import time
 import urllib.error
 import urllib.request
 
-from llamafleet.plan.firewall import backend_in_use
-from llamafleet.serving.firewall import CHAIN, NFT_TABLE, FirewallBackend
 from llamafleet.serving.listening import check_listening, master_connections
 from llamafleet.serving.model import local_sha256
 from llamafleet.serving.probes import connect_probe, tcp_reachable
@@ -19,15 +17,12 @@ from llamafleet.layout import TERMUX_BOOT_SCRIPT
 from llamafleet.serving.wakelock import BOOT_ID_FILE, parse_record
 from llamafleet.settings import settings_for
 from llamafleet.verify_cli import complete
+from llamafleet.verify_suite.live_firewall import live_firewall
 from llamafleet.verify_suite.oracles import (
-    Rule,
     authorized_key_options,
     cluster_address,
     expected_rules,
     firewall_problems,
-    input_jump_problems,
-    parse_iptables_rules,
-    parse_nft_table,
     worker_rpc_port,
 )
 
@@ -146,39 +141,10 @@ def test_linux_sysctl_values(sysctl_node):
     assert node.host.file("/etc/sysctl.d/90-llamafleet.conf").exists
 
 
-def _firewall_backend(node) -> str | None:
-    """Which firewall holds llamafleet's rules, chosen as the deploy chose it (the plan's
-    backend, else what the host has; ufw and firewalld get llamafleet's own iptables chain /
-    nftables table beside theirs). This picks where to look, not what must be there."""
-    fact = FirewallBackend()
-    return backend_in_use(node.planned.firewall,
-                          lambda: fact.process(node.host.run(fact.command()).stdout.splitlines()))
-
-
-def _live_firewall(node) -> tuple[list[Rule], list[str]]:
-    """The host's llamafleet rules as (source, port, target) tuples, and what is wrong with
-    where they sit (the jump from INPUT, the nftables hook)."""
-    backend = _firewall_backend(node)
-    if backend == "iptables":
-        chain = node.host.run(f"iptables -w -S {CHAIN}")
-        assert chain.rc == 0, f"{node.name}: no {CHAIN} chain: {chain.stderr.strip()}"
-        entry = node.host.run("iptables -w -S INPUT")
-        assert entry.rc == 0, f"{node.name}: iptables -S INPUT failed: {entry.stderr.strip()}"
-        return parse_iptables_rules(chain.stdout.splitlines(), CHAIN), input_jump_problems(entry.stdout.splitlines(), CHAIN)
-    if backend == "nftables":
-        table = node.host.run(f"nft -j list table inet {NFT_TABLE}")
-        assert table.rc == 0, f"{node.name}: no nftables table inet {NFT_TABLE}: {table.stderr.strip()}"
-        chains = parse_nft_table(table.stdout)
-        hooked = [chain for chain in chains if chain.hook == "input"]
-        problems = [] if len(hooked) == 1 else [f"wanted one chain on the input hook, found {[c.name for c in chains]}"]
-        # A drop in any input base chain is final, whatever the priorities: no order to check.
-        return [rule for chain in chains for rule in chain.rules], problems
-    raise AssertionError(f"{node.name}: firewall_enabled, but no iptables or nftables (backend {backend!r})")
-
-
 def test_linux_firewall_rules(firewall_node, cluster):
     """The rules as the policy says in plain terms (oracles.expected_rules, from the inventory's
-    addresses and ports), compared with the kernel's: per port, what is admitted, then a DROP."""
+    addresses and ports), compared with the live ones in the backend the deploy chose: per port,
+    what is admitted, then a DROP (a reject, for firewalld)."""
     node = firewall_node
     expected = expected_rules(node.name, cluster.data, recorded=cluster.recorded_ports)
     if node.planned.role == "worker":
@@ -186,18 +152,21 @@ def test_linux_firewall_rules(firewall_node, cluster):
         assert all(rule.port == node.planned.rpc_port for rule in expected), (
             f"{node.name}: the inventory gives RPC port {[r.port for r in expected]}, the plan {node.planned.rpc_port}"
         )
-    live, placement = _live_firewall(node)
-    problems = firewall_problems(live, expected)
-    assert not problems, f"{node.name}: " + "; ".join(problems) + f"\nlive: {live}\nexpected: {expected}"
+    live = live_firewall(node, expected)
+    problems = live.problems + firewall_problems(live.rules, live.expected)
+    assert not problems, f"{node.name}: " + "; ".join(problems) + f"\nlive: {live.rules}\nexpected: {live.expected}"
 
 
 def test_linux_firewall_is_evaluated_first(firewall_node, cluster):
-    """INPUT jumps to llamafleet's chain before any rule the host had (a user's broad ACCEPT
-    would otherwise open the ports anyway), read from `iptables -S INPUT` in order."""
+    """llamafleet's rules decide before any rule the host had: with iptables, INPUT jumps to its
+    chain first (read from `iptables -S INPUT` in order); with ufw, its allows and then its deny
+    come before any other rule admitting the port; with firewalld, the reject runs before the
+    zone's other primitives and after the accepts (priorities)."""
     node = firewall_node
-    if not expected_rules(node.name, cluster.data, recorded=cluster.recorded_ports):
+    expected = expected_rules(node.name, cluster.data, recorded=cluster.recorded_ports)
+    if not expected:
         return  # nothing to protect on this host (a tunnelled Linux worker): nothing to place
-    _, placement = _live_firewall(node)
+    placement = live_firewall(node, expected).placement
     assert not placement, f"{node.name}: " + "; ".join(placement)
 
 

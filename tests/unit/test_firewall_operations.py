@@ -296,8 +296,17 @@ def test_the_backend_fact_without_output_is_none():
     assert firewall.FirewallBackend().process(["none"]) is None
 
 
-@pytest.mark.parametrize("detected, driven", [
-    ("ufw", "iptables"), ("firewalld", "nftables"), ("iptables", "iptables"), ("nftables", "nftables"), (None, None),
-])
-def test_ufw_and_firewalld_hosts_get_llamafleets_own_chain_or_table(detected, driven):
-    assert firewall.effective_backend(detected) == driven
+@pytest.mark.parametrize("detected", ["ufw", "firewalld", "iptables", "nftables", None])
+def test_each_firewall_holds_llamafleets_rules_itself(detected):
+    """ufw and firewalld hosts get rules made with the tool, not a chain or table beside it."""
+    assert firewall.effective_backend(detected) == detected
+
+
+def test_an_unknown_backend_name_is_no_backend():
+    assert firewall.effective_backend("pf") is None
+
+
+@pytest.mark.parametrize("backend", ["ufw", "firewalld"])
+def test_no_restore_lines_for_a_tool_that_restores_its_own_rules(backend):
+    with pytest.raises(ValueError):
+        firewall.restore_commands(backend)

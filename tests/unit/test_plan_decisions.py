@@ -97,9 +97,11 @@ def test_the_firewall_each_host_gets():
 def test_the_backend_is_the_datas_choice_else_what_the_host_has():
     _, hosts = plan_of(MASTER, linux("board", "10.0.0.2", firewall_backend="ufw"))
     asked = []
-    assert backend_in_use(hosts["board"].firewall, lambda: asked.append(1) or "nftables") == "iptables"
+    assert backend_in_use(hosts["board"].firewall, lambda: asked.append(1) or "nftables") == "ufw"
     assert asked == []  # the fact is not read when the data has chosen
-    assert backend_in_use(hosts["box"].firewall, lambda: "firewalld") == "nftables"
+    # ufw and firewalld hold the rules themselves: no llamafleet chain or table beside them.
+    assert backend_in_use(hosts["box"].firewall, lambda: "firewalld") == "firewalld"
+    assert backend_in_use(hosts["box"].firewall, lambda: "ufw") == "ufw"
     assert backend_in_use(hosts["box"].firewall, lambda: None) is None
 
 
@@ -109,6 +111,18 @@ def test_services_restore_the_rules_with_the_backend_the_plan_chose():
     no_fact = SimpleNamespace(get_fact=lambda cls: pytest.fail("the backend was chosen in data"))
     assert any("llamafleet.nft" in line for line in cluster.prestart_lines(no_fact, hosts["board"]))
     assert cluster.prestart_lines(no_fact, hosts["tunnelled"]) == []
+
+
+@pytest.mark.parametrize("backend", ["ufw", "firewalld"])
+def test_services_restore_nothing_where_the_tool_restores_its_own_rules(backend):
+    """ufw reloads its user rules and firewalld its permanent zone at boot: no prestart lines,
+    while the same host with iptables gets them."""
+    _, hosts = plan_of(MASTER, linux("board", "10.0.0.2", firewall_backend=backend),
+                       linux("other", "10.0.0.3", firewall_backend="iptables"))
+    no_fact = SimpleNamespace(get_fact=lambda cls: pytest.fail("the backend was chosen in data"))
+    assert hosts["board"].firewall.restore_at_start
+    assert cluster.prestart_lines(no_fact, hosts["board"]) == []
+    assert any("iptables-restore" in line for line in cluster.prestart_lines(no_fact, hosts["other"]))
 
 
 def test_a_value_of_another_kind_stops_the_plan_naming_host_and_key():
