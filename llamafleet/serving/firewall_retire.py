@@ -48,6 +48,11 @@ class FirewallTraces(FactBase):
             f"command -v ufw >/dev/null 2>&1 && echo ufw; [ -f {shlex.quote(record_file)} ] && echo firewalld_record; true"
         )
 
+    @staticmethod
+    def default() -> dict:
+        # No output: a host with none of the tools and files, hence no trace of any backend.
+        return {**{flag: False for flag in _FLAGS}, "iptables_jumps": 0}
+
     def process(self, output):
         lines = [line.strip() for line in output if line.strip()]
         traces = {flag: flag in lines for flag in _FLAGS}

@@ -156,6 +156,11 @@ class ManagedServices(FactBase):
         ["llama-tunnel-phone1", "llama-tunnel-phone2"]
     """
 
+    @staticmethod
+    def default() -> list:
+        # No output is no service (pyinfra hands process() nothing and returns default()).
+        return []
+
     def command(self, manager: str, name_glob: str, prefix: str | None = None) -> str:
         root = shlex.quote(definitions_root(manager, prefix))
         if manager == "systemd":
