@@ -17,24 +17,22 @@ from llamafleet_lab import android_edge, sshd, systemd_host, termux
 from llamafleet_lab.topology import LabHost
 
 # Paths a deploy writes on a Linux host (llamafleet_dir /opt/llamafleet, runit services,
-# sysctl drop-ins, firewall rules, logs) plus the temporary directories. Each gets its own
-# per-host directory; /run becomes a fresh tmpfs.
+# sysctl drop-ins, firewall rules, accounts in /etc/passwd, logs) plus the temporary
+# directories. Each gets its own per-host directory; /run becomes a fresh tmpfs.
 LINUX_PRIVATE_PATHS = (
+    "/etc",
     "/root",
     "/opt",
-    "/etc/sysctl.d",
-    "/etc/sv",
-    "/etc/service",
-    "/etc/iptables",
-    "/etc/nftables.d",
     "/var/log/llamafleet",
     "/tmp",
     "/var/tmp",
 )
-# Per-host copies start with the machine's content here (a fresh Debian has these files);
-# other paths start empty. /etc/sv and /etc/service stay empty on purpose: the machine's
-# runit services (its own sshd) must not start inside the lab hosts.
-_COPY_MACHINE_CONTENT = ("/etc/sysctl.d",)
+# Per-host copies start with the machine's content here (a fresh Debian has these files; a
+# deploy's `useradd` must change the host's /etc/passwd, not the machine's); other paths start
+# empty. Below /etc, these start empty on purpose: the machine's runit services (its own sshd)
+# must not start inside the lab hosts, and no firewall rules file is there before a deploy.
+_COPY_MACHINE_CONTENT = ("/etc",)
+_EMPTY_IN_COPY = ("/etc/sv", "/etc/service", "/etc/iptables", "/etc/nftables.d")
 _WORLD_WRITABLE = ("/tmp", "/var/tmp")
 
 # On Android, apps find no writable /tmp, /var/tmp or /dev/shm: the lab binds an empty
@@ -102,13 +100,22 @@ def storage_path(host_dir: Path, path: str) -> Path:
     return host_dir / "fs" / path.lstrip("/")
 
 
+def _emptied(root: str):
+    """copytree's ignore: the content of the _EMPTY_IN_COPY directories below `root`."""
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        return list(names) if directory in _EMPTY_IN_COPY else []
+    return ignore
+
+
 def build_linux_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict:
     """Storage and init spec of a Linux host (or the outsider): root, sshd on 22, runit."""
     mounts = []
     for path in LINUX_PRIVATE_PATHS:
         storage = storage_path(host_dir, path)
         if path in _COPY_MACHINE_CONTENT and Path(path).is_dir():
-            shutil.copytree(path, storage, symlinks=True)
+            shutil.copytree(path, storage, symlinks=True, ignore=_emptied(path))
+            for empty in _EMPTY_IN_COPY:
+                storage_path(host_dir, empty).mkdir(mode=0o755, exist_ok=True)
         else:
             storage.mkdir(parents=True, exist_ok=True)
         storage.chmod(0o1777 if path in _WORLD_WRITABLE else 0o700 if path == "/root" else 0o755)

@@ -49,6 +49,9 @@ def host_data(state: LabState, host: LabHost, assets: dict) -> dict:
         "api_allowed_sources": [CONTROLLER_ADDRESS],
         **assets,
     }
+    if not host.is_phone and host.user != "root":
+        # An ordinary user with password-less sudo (a systemd host's "FW@USER"): as a Pi's owner.
+        data["_sudo"] = True
     if host.is_phone:
         # pyinfra's default temp dir is /tmp, which a Termux app cannot write.
         data["_temp_dir"] = TERMUX_TMPDIR

@@ -6,7 +6,7 @@ OpenSSH with the owner's key for root, and the firewall the topology gives it:
   Debian's default `DEFAULT_INPUT_POLICY="DROP"`), done once by a first-boot unit, so from then on
   ufw's own boot unit loads the rules, as on a real box;
 - "firewalld": running in its default zone ("public": SSH allowed, everything else rejected);
-- "none": neither runs (firewalld masked, ufw left disabled as Debian installs it).
+- "none": neither runs (both boot units masked).
 
 Each host boots its own overlay of the shared rootfs: its changes live in
 hosts/<name>/fs/upper, so `lab down` removes them with the state dir. The host's files that differ
@@ -81,6 +81,26 @@ def _mask(upper: Path, unit: str) -> None:
     link.symlink_to("/dev/null")
 
 
+def _add_sudo_user(host: LabHost, upper: Path, rootfs: Path) -> None:
+    """The owner's ordinary account, in the sudo group with password-less sudo, as Raspberry Pi
+    OS sets up its first user (/etc/sudoers.d/010_pi-nopasswd there); no password at all, so SSH
+    keys are the only way in."""
+    passwd = (rootfs / "etc/passwd").read_text() + f"{host.user}:x:{host.uid}:{host.gid}::{host.home}:/bin/bash\n"
+    shadow = (rootfs / "etc/shadow").read_text() + f"{host.user}:*:20000:0:99999:7:::\n"
+    groups = []
+    for line in (rootfs / "etc/group").read_text().splitlines():
+        name, _, gid, members = line.split(":", 3)
+        if name == "sudo":
+            line = f"{name}:x:{gid}:{','.join(filter(None, [members, host.user]))}"
+        groups.append(line)
+    groups.append(f"{host.user}:x:{host.gid}:")
+    _write(upper / "etc/passwd", passwd)
+    _write(upper / "etc/shadow", shadow, 0o640)
+    os.chown(upper / "etc/shadow", 0, (rootfs / "etc/shadow").stat().st_gid)  # group shadow, as Debian keeps it
+    _write(upper / "etc/group", "\n".join(groups) + "\n")
+    _write(upper / f"etc/sudoers.d/010_{host.user}-nopasswd", f"{host.user} ALL=(ALL) NOPASSWD: ALL\n", 0o440)
+
+
 def build_systemd_host(host: LabHost, host_dir: Path, authorized_key: str, rootfs: Path) -> dict:
     """The host's overlay layers and the spec its init (hostinit_nspawn.py) runs."""
     upper, work, merged = host_dir / "fs" / "upper", host_dir / "fs" / "work", host_dir / "fs" / "root"
@@ -95,16 +115,24 @@ def build_systemd_host(host: LabHost, host_dir: Path, authorized_key: str, rootf
         source = host_dir / "ssh" / (sshd.HOST_KEY_NAME + suffix)
         _write(upper / "etc/ssh" / (sshd.HOST_KEY_NAME + suffix), source.read_text(), mode)
     _write(upper / "etc/ssh/sshd_config.d/lab.conf", _SSHD_DROP_IN)
-    root_ssh = upper / "root/.ssh"
-    root_ssh.mkdir(parents=True, mode=0o700)
-    (upper / "root").chmod(0o700)
-    _write(root_ssh / "authorized_keys", authorized_key.strip() + "\n", 0o600)
+    if host.user != "root":
+        _add_sudo_user(host, upper, rootfs)
+    home = upper / host.home.lstrip("/")
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    home.chmod(0o700 if host.user == "root" else 0o750)
+    _write(home / ".ssh/authorized_keys", authorized_key.strip() + "\n", 0o600)
     for dotfile in (".bashrc", ".profile"):
         if (rootfs / "etc/skel" / dotfile).is_file():
-            shutil.copyfile(rootfs / "etc/skel" / dotfile, upper / "root" / dotfile)
+            shutil.copyfile(rootfs / "etc/skel" / dotfile, home / dotfile)
+    for path in (home, home / ".ssh", home / ".ssh/authorized_keys", *(home / name for name in (".bashrc", ".profile"))):
+        if path.exists():
+            os.lchown(path, host.uid, host.gid)
 
     if host.firewall != "firewalld":
         _mask(upper, "firewalld.service")
+    if host.firewall != "ufw":
+        # A box with firewalld (or neither) has no ufw set up; its boot unit fails next to firewalld.
+        _mask(upper, "ufw.service")
     if host.firewall == "ufw":
         _write(upper / "etc/systemd/system/lab-ufw-setup.service", _UFW_SETUP_UNIT)
         _enable(upper, "lab-ufw-setup.service")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,19 @@ MAX_SYSTEMD = 19
 # What a systemd host (a Debian box booting systemd, sysd<i>) runs as its firewall: nothing,
 # ufw enabled (default deny incoming, SSH allowed), or firewalld in its default zone.
 SYSTEMD_FIREWALLS = ("none", "ufw", "firewalld")
+# "FW@USER": the host's owner logs in as USER, an ordinary user with sudo (as on a Raspberry Pi),
+# instead of root. Ordinary users of a Debian box get uids from 1000.
+SUDO_USER_UID = 1000
+
+
+def parse_systemd_host(spec: str) -> tuple[str, str | None]:
+    """("ufw", "alice") from "ufw@alice"; ("none", None) from "none". ValueError when unknown."""
+    firewall, _, user = spec.partition("@")
+    if firewall not in SYSTEMD_FIREWALLS:
+        raise ValueError(f"--systemd: unknown firewall {firewall!r} (one of {', '.join(SYSTEMD_FIREWALLS)})")
+    if user and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user) or user == "root":
+        raise ValueError(f"--systemd: {user!r} is not an ordinary user name (FW@USER, e.g. ufw@alice)")
+    return firewall, user or None
 
 # Android gives app <N> the uid 10000+N and the name u0_a<N>; the lab's phones are apps 201, 202...
 _ANDROID_APP_UID_BASE = 10000
@@ -111,16 +125,15 @@ def phone_user(index: int) -> tuple[str, int]:
 
 def plan_hosts(phones: int, linux: int, systemd: tuple[str, ...] | list[str] = ()) -> list[LabHost]:
     """All lab hosts for the given sizes: linux1..M (linux1 is the master), phone1..N, one
-    systemd host sysd<i> per entry of `systemd` (its firewall), outsider.
+    systemd host sysd<i> per entry of `systemd` ("FW" or "FW@USER": its firewall, and the
+    ordinary user with sudo its owner logs in as), outsider.
 
     Raises ValueError for sizes the address plan cannot hold. At least one Linux host is
     needed: linux1 is the cluster's master.
     """
     if len(systemd) > MAX_SYSTEMD:
         raise ValueError(f"--systemd takes at most {MAX_SYSTEMD} hosts, got {len(systemd)}")
-    unknown = [firewall for firewall in systemd if firewall not in SYSTEMD_FIREWALLS]
-    if unknown:
-        raise ValueError(f"--systemd: unknown firewall {unknown[0]!r} (one of {', '.join(SYSTEMD_FIREWALLS)})")
+    parsed = [parse_systemd_host(spec) for spec in systemd]
     if not 0 <= phones <= MAX_PHONES:
         raise ValueError(f"--phones must be between 0 and {MAX_PHONES}, got {phones}")
     if not 1 <= linux <= MAX_LINUX:
@@ -157,17 +170,17 @@ def plan_hosts(phones: int, linux: int, systemd: tuple[str, ...] | list[str] = (
                 home=TERMUX_HOME,
             )
         )
-    for index, firewall in enumerate(systemd, start=1):
+    for index, (firewall, sudo_user) in enumerate(parsed, start=1):
         hosts.append(
             LabHost(
                 name=f"sysd{index}",
                 kind="linux",
                 address=_address(_SYSTEMD_BASE + index),
                 ssh_port=LINUX_SSH_PORT,
-                user="root",
-                uid=0,
-                gid=0,
-                home="/root",
+                user=sudo_user or "root",
+                uid=SUDO_USER_UID if sudo_user else 0,
+                gid=SUDO_USER_UID if sudo_user else 0,
+                home=f"/home/{sudo_user}" if sudo_user else "/root",
                 boot="systemd",
                 firewall=firewall,
             )

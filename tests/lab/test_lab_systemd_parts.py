@@ -34,6 +34,9 @@ def _build(tmp_path: Path, firewall: str):
     lower = tmp_path / "rootfs"
     (lower / "etc/skel").mkdir(parents=True)
     (lower / "etc/skel/.bashrc").write_text("# skel\n")
+    (lower / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (lower / "etc/shadow").write_text("root:*:20000:0:99999:7:::\n")
+    (lower / "etc/group").write_text("root:x:0:\nsudo:x:27:\n")
     host_dir = tmp_path / "hosts" / host.name
     spec = systemd_host.build_systemd_host(host, host_dir, "ssh-ed25519 AAAAlab lab", lower)
     return host, host_dir, Path(spec["overlay"]["upper"]), spec
@@ -42,6 +45,7 @@ def _build(tmp_path: Path, firewall: str):
 def test_ufw_host_enables_ufw_at_first_boot_and_masks_firewalld(tmp_path):
     host, host_dir, upper, spec = _build(tmp_path, "ufw")
     assert (upper / "etc/systemd/system/firewalld.service").readlink() == Path("/dev/null")
+    assert not (upper / "etc/systemd/system/ufw.service").exists()
     unit = (upper / "etc/systemd/system/lab-ufw-setup.service").read_text()
     assert "ufw allow 22/tcp" in unit and "ufw --force enable" in unit
     assert "ConditionPathExists=!/etc/ufw/.lab-enabled" in unit  # once: later boots load ufw's own rules
@@ -59,8 +63,10 @@ def test_firewalld_host_keeps_firewalld_and_plain_host_masks_it(tmp_path):
     _, _, upper, _ = _build(tmp_path / "a", "firewalld")
     assert not (upper / "etc/systemd/system/firewalld.service").exists()
     assert not (upper / "etc/systemd/system/lab-ufw-setup.service").exists()
+    assert (upper / "etc/systemd/system/ufw.service").readlink() == Path("/dev/null")
     _, _, upper, _ = _build(tmp_path / "b", "none")
     assert (upper / "etc/systemd/system/firewalld.service").readlink() == Path("/dev/null")
+    assert (upper / "etc/systemd/system/ufw.service").readlink() == Path("/dev/null")
 
 
 def test_nspawn_boots_in_the_hosts_namespace_with_its_firewall_capability(tmp_path):
@@ -99,3 +105,24 @@ def test_rootfs_directory_changes_with_its_recipe(tmp_path, monkeypatch):
     first = rootfs.rootfs_dir(tmp_path)
     monkeypatch.setattr(rootfs, "BASE_PACKAGES", rootfs.BASE_PACKAGES + ("vim",))
     assert rootfs.rootfs_dir(tmp_path) != first and not rootfs.is_complete(first)
+
+
+def test_a_sudo_user_host_is_an_ordinary_account_with_passwordless_sudo(tmp_path):
+    host, _, upper, _ = _build(tmp_path, "ufw@alice")
+    assert (host.user, host.uid, host.home) == ("alice", 1000, "/home/alice")
+    assert "alice:x:1000:1000::/home/alice:/bin/bash" in (upper / "etc/passwd").read_text()
+    assert "sudo:x:27:alice" in (upper / "etc/group").read_text().splitlines()
+    assert (upper / "etc/shadow").read_text().splitlines()[-1].startswith("alice:*:")  # no password: keys only
+    assert (upper / "etc/sudoers.d/010_alice-nopasswd").read_text() == "alice ALL=(ALL) NOPASSWD: ALL\n"
+    keys = upper / "home/alice/.ssh/authorized_keys"
+    assert keys.read_text() == "ssh-ed25519 AAAAlab lab\n" and keys.stat().st_uid == 1000
+    assert not (upper / "root/.ssh").exists()
+    state = LabState(directory=tmp_path, phones=0, linux=1, hosts=plan_hosts(0, 1, ("ufw@alice",)), systemd=["ufw@alice"])
+    data = dict(inventory.inventory_groups(state)["linux"])["sysd1"]
+    assert data["ssh_user"] == "alice" and data["_sudo"] is True
+
+
+@pytest.mark.parametrize("spec", ["ufw@root", "ufw@Bad Name", "pf@alice"])
+def test_bad_sudo_users_and_firewalls_are_refused(spec):
+    with pytest.raises(ValueError, match="--systemd"):
+        plan_hosts(0, 1, (spec,))
