@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -211,3 +212,39 @@ def test_a_changed_script_restarts_what_runs_it(monkeypatch, changed, restarted)
         ["SVDIR=/etc/service sv restart llama-rpc || true"], ["SVDIR=/etc/service sv restart llama-rpc/log || true"]]
     fired = [kwargs["name"] for kwargs in shells if kwargs["_if"]()]
     assert [name.split(": ", 1)[1] for name in fired] == restarted
+
+
+def _wait_for(predicate, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_runit_restarts_a_logger_only_when_asked_for_it_by_name(tmp_path):
+    """With a real runsv: a new log/run is not run by `sv restart NAME` (the command the service
+    restart uses), only by `sv restart NAME/log`, the logger restart supervise() adds."""
+    svdir = tmp_path / "service"
+    service = svdir / "llama-rpc"
+    (service / "log").mkdir(parents=True)
+    (service / "run").write_text("#!/bin/sh\nexec sleep 600\n")
+    marker = tmp_path / "logger"
+    logger = '#!/bin/sh\necho {version} > {marker}\nexec cat >/dev/null\n'
+    (service / "log/run").write_text(logger.format(version="old", marker=marker))
+    for script in (service / "run", service / "log/run"):
+        script.chmod(0o755)
+    runsv = subprocess.Popen(["runsv", str(service)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"SVDIR": str(svdir), "PATH": "/usr/bin:/bin"}
+    try:
+        assert _wait_for(lambda: marker.exists() and marker.read_text().strip() == "old")
+        (service / "log/run").write_text(logger.format(version="new", marker=marker))
+        subprocess.run(["sv", "restart", "llama-rpc"], env=env, capture_output=True, timeout=30)
+        time.sleep(1)
+        assert marker.read_text().strip() == "old", "sv restart NAME restarted the logger too"
+        subprocess.run(["sv", "restart", "llama-rpc/log"], env=env, capture_output=True, timeout=30)
+        assert _wait_for(lambda: marker.read_text().strip() == "new"), "the new log script never ran"
+    finally:
+        subprocess.run(["sv", "exit", str(service)], capture_output=True, timeout=30)
+        runsv.wait(timeout=15)
