@@ -141,9 +141,10 @@ def blocking_directory(chain: list[dict], user: str, group: str) -> str | None:
 
 
 def unreachable_base_message(host_name: str, base: str, blocked: str, user: str) -> str:
-    return (f"{host_name}: llamafleet_dir: {base} lies under {blocked}, which the service user {user!r} "
-            f"cannot pass through, so its services could not read their binary and model; choose a "
-            f"directory outside private ones such as /root (the default is /opt/llamafleet)")
+    return (f"{host_name}: llamafleet_dir: the service user {user!r} cannot pass through {blocked} to "
+            f"reach {base}, so its services could not read their binary and model; choose a directory "
+            f"outside private ones such as /root (the default is /opt/llamafleet), or let others pass "
+            f"(chmod o+x)")
 
 
 # --- owner, group and mode of what the services read ---------------------------------------------

@@ -157,6 +157,6 @@ def test_the_account_is_made_on_linux_only_and_never_under_a_private_directory(d
     assert deploy("tasks/account.py", "phone1", LINUX_MASTER, PHONE) == []
     in_root = host_input("board", "10.0.0.2", LINUX, llamafleet_dir="/root/llamafleet")
     private = [{"path": "/root", "mode": 0o700, "user": "root", "group": "root"}, *reachable[1:]]
-    with pytest.raises(ValueError, match=r"board: llamafleet_dir: /root/llamafleet lies under /root \(mode 700, "
-                                         r"owner root, group root\), which the service user 'llamafleet' cannot pass"):
+    with pytest.raises(ValueError, match=r"board: llamafleet_dir: the service user 'llamafleet' cannot pass through "
+                                         r"/root \(mode 700, owner root, group root\) to reach /root/llamafleet"):
         deploy("tasks/account.py", "board", LINUX_MASTER, in_root, chain=private)
