@@ -32,6 +32,9 @@ local.include("tasks/network.py")
 # Each worker's RPC port, recorded on it: adding or removing a device moves no other worker.
 local.include("tasks/ports.py")
 
+# The unprivileged system user the services run as on Linux (a phone has only the app's).
+local.include("tasks/account.py")
+
 # Supervised rpc-server workers and their boot scripts.
 local.include("tasks/workers.py")
 

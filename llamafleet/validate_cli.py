@@ -85,12 +85,17 @@ def run_check(args: argparse.Namespace) -> int:
 
 def warnings(hosts: list[Any]) -> list[str]:
     """What works but will surprise: a master model without a chat template, a Linux host
-    logged into as an ordinary user without sudo."""
+    logged into as an ordinary user without sudo, services that run as root because the
+    inventory asked for it."""
     from llamafleet.serving.chat_template import missing_template_advice
     from llamafleet.validate.host_rules import privilege_warning
 
     found = [warning for warning in map(privilege_warning, hosts) if warning]
     for host in hosts:
+        if not host.is_termux and host.data.get("service_user") == "root":
+            found.append(f"{host.name}: service_user: llamafleet's services run as root (service_user_allow_root "
+                         "= True): whoever reaches a worker's RPC port, which has no authentication, or "
+                         "exploits llama-server holds the whole machine")
         if host.data.get("llama_role") != "master":
             continue
         advice = missing_template_advice(host.data.get("model_file"), host.data.get("llama_chat_template"))

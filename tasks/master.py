@@ -9,6 +9,12 @@ from pyinfra.operations import files
 
 from llamafleet.layout import device_paths
 from llamafleet.serving import chat_template, cluster
+from llamafleet.serving.account import (
+    listen_capabilities,
+    owned_by_service,
+    read_by_service,
+    secrets_dir_access,
+)
 from llamafleet.serving.probes import endpoints_reachable, http_healthy
 from llamafleet.serving.secrets import api_key_file, tunnel_key
 from llamafleet.serving.services import Service, services_retired, supervise
@@ -26,12 +32,19 @@ if me.role == "master":
     etc = f"{paths.base}/etc"
     tunnelled = [worker for worker in plan.workers() if worker.transport == "tunnel"]
 
-    # Secrets live here: the directory is private before any of them is uploaded into it.
-    files.directory(name="Private directory for secrets", path=etc, mode="700")
+    # Secrets live here: the directory is private (to root and, on Linux, the service user's
+    # group) before any of them is uploaded into it.
+    private = secrets_dir_access(me)
+    files.directory(name="Private directory for secrets", path=etc, user=private.user, group=private.group,
+                    mode=private.mode)
+    # What the services read there: theirs to read (root's on Linux), not to change.
+    readable = read_by_service(me)
 
     if tunnelled:
         private_key, _ = tunnel_key()
-        files.put(name="Tunnel key", src=str(private_key), dest=f"{etc}/tunnel_ed25519", mode="600")
+        own = owned_by_service(me)
+        files.put(name="Tunnel key", src=str(private_key), dest=f"{etc}/tunnel_ed25519", user=own.user,
+                  group=own.group, mode=own.mode)
         lines = []
         for worker in tunnelled:
             target = cluster.inventory_host(worker.name)
@@ -45,7 +58,9 @@ if me.role == "master":
             name="Workers' host keys for the tunnels",
             src=template_path("llamafleet/etc/tunnel_known_hosts.j2"),
             dest=known_hosts,
-            mode="600",
+            user=readable.user,
+            group=readable.group,
+            mode=readable.mode,
             entries=lines,
         )
         for worker in tunnelled:
@@ -62,6 +77,9 @@ if me.role == "master":
                         ssh_port=target_settings.ssh_port or 22,
                         rpc_port=worker.rpc_port,
                     ),
+                    user=me.service_user,
+                    group=me.service_group,
+                    capabilities=listen_capabilities(worker.rpc_port),
                 ),
                 manager=manager,
                 prefix=platform.get("prefix"),
@@ -77,7 +95,8 @@ if me.role == "master":
     )
 
     key_on_device = f"{etc}/api-key"
-    key_upload = files.put(name="API key (mode 600)", src=str(api_key_file()), dest=key_on_device, mode="600")
+    key_upload = files.put(name=f"API key (mode {readable.mode})", src=str(api_key_file()), dest=key_on_device,
+                           user=readable.user, group=readable.group, mode=readable.mode)
 
     workers = [(worker.name, *worker.connect.rsplit(":", 1)) for worker in plan.workers()]
     endpoints = [(name, address, int(port)) for name, address, port in workers]
@@ -89,7 +108,9 @@ if me.role == "master":
     template_upload = None
     if template_src is not None:
         template_on_device = f"{etc}/{chat_template.DEVICE_NAME}"
-        template_upload = files.put(name="Chat template", src=str(template_src), dest=template_on_device, mode="644")
+        shown = read_by_service(me, termux_mode="644")  # not a secret on a phone, where only the app reads it
+        template_upload = files.put(name="Chat template", src=str(template_src), dest=template_on_device,
+                                    user=shown.user, group=shown.group, mode=shown.mode)
         template_args = ["--chat-template-file", template_on_device]
 
     server_host, server_port = plan.master.server_host, plan.master.server_port
@@ -126,6 +147,11 @@ if me.role == "master":
                 or (template_upload is not None and template_upload.did_change())
             ),
             prestart=cluster.prestart_lines(host, me),
+            user=me.service_user,
+            group=me.service_group,
+            capabilities=listen_capabilities(server_port),
+            # root could lock any amount of RAM; the service user only what its limit allows.
+            memlock="mlock" in plan.master.load_mode and me.service_user is not None,
         ),
         manager=manager,
         prefix=platform.get("prefix"),

@@ -1,8 +1,9 @@
 """Supervised rpc-server workers, and on Termux the boot script that brings them back.
 
 Workers run `ggml-rpc-server -H <bind> -p <port> -t <big cores>` under termux-services (Termux),
-systemd or runit (Linux), all as the plan decided them. With `rpc_transport = tunnel` they bind
-127.0.0.1 and accept the master's tunnel key for that one port forward.
+systemd or runit (Linux, as the unprivileged service user), all as the plan decided them. With
+`rpc_transport = tunnel` they bind 127.0.0.1 and accept the master's tunnel key for that one
+port forward.
 """
 
 from pyinfra import host
@@ -10,6 +11,7 @@ from pyinfra.operations import files
 
 from llamafleet.layout import TERMUX_BOOT_SCRIPT, device_paths
 from llamafleet.serving import cluster, wakelock
+from llamafleet.serving.account import listen_capabilities
 from llamafleet.serving.secrets import existing_tunnel_key, tunnel_key
 from llamafleet.serving.services import Service, supervise
 from llamafleet.serving.tunnels import authorized_key_line
@@ -23,9 +25,20 @@ paths = device_paths(host)
 if me.role == "worker":
     argv = [f"{paths.bin}/{me.binary}", "-H", me.address, "-p", str(me.rpc_port), "-t", str(me.threads)]
     env = []
+    cache = f"{paths.base}/cache"
     if settings.rpc_cache:
         argv.append("-c")
-        env.append(("LLAMA_CACHE", f"{paths.base}/cache"))
+        env.append(("LLAMA_CACHE", cache))
+        if me.service_user:
+            # rpc-server writes its cache as the service user. A cache an earlier deploy's
+            # rpc-server wrote as root is handed over whole (the top directory's owner decides).
+            files.directory(
+                name="rpc-server's tensor cache, the service user's",
+                path=cache,
+                user=me.service_user,
+                group=me.service_group,
+                recursive=True,
+            )
     supervise(
         Service(
             name="llama-rpc",
@@ -35,8 +48,11 @@ if me.role == "worker":
             argv=argv,
             env=env,
             restart_if=cluster.binaries_changed(host),
-            writable=[f"{paths.base}/cache"],
+            writable=[cache],
             prestart=cluster.prestart_lines(host, me),
+            user=me.service_user,
+            group=me.service_group,
+            capabilities=listen_capabilities(me.rpc_port),
         ),
         manager=me.service_manager,
         prefix=platform.get("prefix"),

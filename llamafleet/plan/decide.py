@@ -77,6 +77,15 @@ def service_manager_of(settings, platform: str, device: Mapping[str, Any]) -> st
         "termux-services" if platform == "termux" else "runit")
 
 
+def service_account_of(settings, platform: str) -> tuple[str | None, str | None]:
+    """(user, group) every llamafleet process of the host runs as: on Linux `service_user` and
+    the group of the same name; (None, None) on Termux, where every process is the app's own
+    user (an app has no other, and no root to switch with)."""
+    if platform == "termux":
+        return None, None
+    return settings.service_user, settings.service_user
+
+
 def binary_of(role: str) -> str:
     """The program a role's service runs, by its installed name in <base>/bin."""
     return SERVER_BINARY if role == "master" else RPC_BINARY

@@ -81,6 +81,7 @@ def _planned(
         # Mapped model pages sit in the master's page cache while tensors are sent.
         expected += model_size_mb
     base = decide.base_of(name, settings, device.platform, platform_fact)
+    service_user, service_group = decide.service_account_of(settings, device.platform)
     return PlannedHost(
         name=name,
         role=role,
@@ -107,6 +108,8 @@ def _planned(
         binary=decide.binary_of(role),
         base=base,
         model_path=decide.model_path_of(base, settings),
+        service_user=service_user,
+        service_group=service_group,
     )
 
 

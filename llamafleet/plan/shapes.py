@@ -3,8 +3,8 @@
 Every per-host decision the deploy, `llamafleet status` and the verify suite act on is a field
 here, made once by `make_plan` (llamafleet.plan.make, with llamafleet.plan.decide): where a
 worker listens and how the master reaches it, threads, the service manager, the binary, where
-llamafleet lives on the device, the model's path and the firewall rules (whose choice is
-llamafleet.plan.firewall's).
+llamafleet lives on the device, the model's path, the user its services run as and the firewall
+rules (whose choice is llamafleet.plan.firewall's).
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ class PlannedHost:
     when the plan was made without the device's platform and `llamafleet_dir` names none);
     `firewall` is None where llamafleet keeps no firewall (a phone, firewall_enabled off);
     `rpc_port_since` is since when a worker holds its port, from the record on the device (None:
-    the port is new to it; llamafleet.plan.ports)."""
+    the port is new to it; llamafleet.plan.ports). `service_user`/`service_group` is who its
+    services run as on Linux (None on Termux: the app's own user)."""
 
     name: str
     role: str
@@ -119,6 +120,8 @@ class PlannedHost:
     model_path: str | None = None
     firewall: FirewallPlan | None = None
     rpc_port_since: str | None = None
+    service_user: str | None = None
+    service_group: str | None = None
 
 
 @dataclass

@@ -4,8 +4,8 @@ pyinfra runs the task files once per host; the plan spans all hosts, so the firs
 ask makes it (reading the other hosts' facts through their own connections) and the rest reuse
 it. The same `make_plan` backs `llamafleet plan`, so what the user saw is what is deployed.
 
-Every per-host decision a task acts on (bind, port, threads, service manager, binary, model
-path, firewall) is read from the plan, never worked out again in a task; paths come from
+Every per-host decision a task acts on (bind, port, threads, service manager, service user,
+binary, model path, firewall) is read from the plan, never worked out again in a task; paths come from
 llamafleet.layout.device_paths, the function the plan's `base` comes from too.
 """
 

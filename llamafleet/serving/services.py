@@ -34,8 +34,19 @@ class Service:
     # not change (a new binary was installed).
     restart_if: Callable[[], bool] | None = None
     writable: list[str] = field(default_factory=list)
-    # Shell lines run before the service starts, every time (firewall restore, wake lock).
+    # Shell lines run before the service starts, every time (firewall restore, wake lock). On
+    # Linux they run as root (the firewall needs it); the service itself runs as `user`.
     prestart: list[str] = field(default_factory=list)
+    # Who the service runs as (the plan's service_user and service_group); None: whoever runs
+    # the supervisor, as on Termux, where every process is the app's own user.
+    user: str | None = None
+    group: str | None = None
+    # The only capabilities a systemd unit keeps (none unless it listens below port 1024, which
+    # `llamafleet check` allows to root alone); runit's root keeps all of root's anyway.
+    capabilities: list[str] = field(default_factory=list)
+    # Lift the locked-memory limit (llama-server --load-mode ...mlock): an unprivileged user may
+    # lock only what RLIMIT_MEMLOCK allows, root could lock any amount.
+    memlock: bool = False
 
     @property
     def command(self) -> str:
@@ -222,13 +233,12 @@ def services_retired(name_glob: str, keep: list[str], manager: str, prefix: str 
         yield from retire_commands(layout_for(manager, name, prefix), name)
 
 
-def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: bool = False) -> None:
-    """Write, enable and (re)start one service under `manager`, changing only what differs."""
-    layout = layout_for(manager, service.name, prefix)
-    shell = layout.bash if service.wait_for else layout.shell
-    context = dict(
+def definition_context(service: Service, layout: ServiceLayout) -> dict:
+    """What the run script, log script and unit templates are rendered with."""
+    return dict(
         description=service.description,
-        manager=manager,
+        manager=layout.manager,
+        shell=layout.bash if service.wait_for else layout.shell,
         log_dir=layout.log_dir,
         env=service.env,
         wait_for=service.wait_for,
@@ -236,13 +246,26 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
         wait_script=service.wait_script,
         command=service.command,
         prestart=service.prestart,
+        # Not `user`/`group`: files.template would make those the owner of the file it writes
+        # (a run script its service user could change would run as root).
+        service_user=service.user,
+        service_group=service.group,
+        memlock=service.memlock,
+        # systemd only:
+        writable=" ".join(f"-{path}" for path in service.writable) or "-/tmp",
+        capabilities=" ".join(service.capabilities),
     )
+
+
+def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: bool = False) -> None:
+    """Write, enable and (re)start one service under `manager`, changing only what differs."""
+    layout = layout_for(manager, service.name, prefix)
+    context = definition_context(service, layout)
     if manager == "systemd":
         unit = files.template(
             name=f"systemd unit for {service.name}",
             src=template_path("systemd/service.j2"),
             dest=layout.definition_dir,
-            writable=" ".join(f"-{path}" for path in service.writable) or "-/tmp",
             **context,
         )
         unit_name = f"llamafleet-{service.name}.service"
@@ -261,16 +284,14 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
         src=template_path("runit/log-run.j2"),
         dest=f"{layout.definition_dir}/log/run",
         mode="755",
-        shell=layout.shell,
-        log_dir=layout.log_dir,
         create_remote_dir=True,
+        **{**context, "shell": layout.shell},  # no wait step: sh suffices
     )
     run = files.template(
         name=f"{service.name}: run script",
         src=template_path("runit/run.j2"),
         dest=f"{layout.definition_dir}/run",
         mode="755",
-        shell=shell,
         **context,
     )
     if layout.enabled_link:
@@ -279,9 +300,17 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
             path=layout.enabled_link,
             target=layout.definition_dir,
         )
+    svdir = shlex.quote(layout.svdir)
     server.shell(
         name=f"{service.name}: restart (definition or binary changed)",
-        commands=[f"SVDIR={shlex.quote(layout.svdir)} sv restart {shlex.quote(service.name)} || true"],
-        _if=lambda: run.did_change() or log_run.did_change() or bool(service.restart_if and service.restart_if()),
+        commands=[f"SVDIR={svdir} sv restart {shlex.quote(service.name)} || true"],
+        _if=lambda: run.did_change() or bool(service.restart_if and service.restart_if()),
+    )
+    # runsv runs the logger apart from the service: `sv restart NAME` leaves the old svlogd (and
+    # its user) running, so a new log script takes effect only once the logger restarts.
+    server.shell(
+        name=f"{service.name}: restart its logger (log script changed)",
+        commands=[f"SVDIR={svdir} sv restart {shlex.quote(service.name + '/log')} || true"],
+        _if=log_run.did_change,
     )
     runit_running(name=f"{service.name}: running", svdir=layout.svdir, service=service.name)

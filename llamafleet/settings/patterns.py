@@ -35,6 +35,10 @@ _URL_CHARS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!&()*+,;=%-]+")
 # need (spaces, = , ; : / + % @ ~ ^) and nothing a shell would expand.
 _CMAKE_ARG = re.compile(r"-D[A-Za-z_][A-Za-z0-9_]*(:[A-Z]+)?=[A-Za-z0-9 _.,:;=+/@%~^-]*|-U[A-Za-z_][A-Za-z0-9_]*")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# A Linux user or group name every tool agrees on: shadow's useradd (NAME_REGEX's default),
+# Debian's adduser and systemd's User= in strict mode (which takes at most 31 characters), in
+# lower case, starting with a letter or _ (a name of digits alone would read as a uid).
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,30}")
 
 
 def is_ip_or_hostname(value: str) -> bool:
@@ -152,6 +156,13 @@ def cmake_arg_problem(value: str) -> str | None:
     if not _CMAKE_ARG.fullmatch(value):
         return ("is not -DNAME=VALUE, -DNAME:TYPE=VALUE or -UNAME with a VALUE of letters, digits, "
                 "spaces and _ . , : ; = + / @ % ~ ^ -")
+    return None
+
+
+def user_name_problem(value: str) -> str | None:
+    if not _USER_NAME.fullmatch(value):
+        return ("is not a Linux user name (lower-case letters, digits, _ and -, starting with a letter "
+                "or _, at most 31 characters)")
     return None
 
 

@@ -166,6 +166,17 @@ Restrict RPC ports to the master and the API port to api_allowed_sources."""),
 "iptables", "nftables", "ufw" or "firewalld". Default: what the host has."""),
     Setting("service_manager", STR, choices=("termux-services", "systemd", "runit"), doc="""
 "termux-services", "systemd" or "runit". Default: what the host has."""),
+    Setting("service_user", STR, "llamafleet", pattern=p.user_name_problem, doc="""
+The unprivileged system user every llamafleet process runs as on Linux: rpc-server,
+llama-server, the master's SSH tunnels and their svlogd loggers (llama.cpp's RPC has no
+authentication and has had remote-code-execution bugs). Its group has the same name. The deploy
+creates both (a system account: no login shell, no password, home /nonexistent) unless they
+exist; it never changes an existing account. It cannot listen below port 1024. "root" needs
+service_user_allow_root. Not used on Termux, where every process is the app's own user (the
+only one an app has)."""),
+    Setting("service_user_allow_root", BOOL, False, doc="""
+Allow service_user = "root" (`llamafleet check` still warns): whoever reaches a worker's RPC
+port, or exploits llama-server, then holds the whole machine."""),
 
     "Termux",
     Setting("termux_boot", BOOL, True, doc="""

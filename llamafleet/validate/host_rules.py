@@ -56,6 +56,22 @@ def check_declared_values(findings: Findings, host: InventoryHost) -> None:
                            f"use {' or '.join(PLATFORM_SERVICE_MANAGERS[platform])}")
 
 
+def check_service_user(findings: Findings, host: InventoryHost) -> None:
+    """Who the services run as: root only with the explicit opt-in; on a phone nobody can be
+    chosen (the one value set for every host in group_data/all.py is ignored there)."""
+    user = findings.value(host, "service_user")
+    if host.is_termux:
+        if user not in (None, BY_NAME["service_user"].default) and host.where("service_user") != "all":
+            findings.bad_value(host, "service_user", f"{user!r}: Termux runs every process as the app's own "
+                               "user, the only user an app has: remove service_user for this phone")
+        return
+    if user == "root" and not findings.settings(host).service_user_allow_root:
+        findings.bad_value(host, "service_user", "'root': llama.cpp's RPC has no authentication and has had "
+                           "remote-code-execution bugs, so whoever reaches a worker (or exploits llama-server) "
+                           "would hold the machine; keep the default 'llamafleet', or set "
+                           "service_user_allow_root = True")
+
+
 def check_sources(findings: Findings, host: InventoryHost) -> None:
     """llama.cpp source: a git ref or an archive on the controller, not both, not neither."""
     if findings.is_bad(host, "llama_cpp_ref", "llama_cpp_archive"):
@@ -141,6 +157,7 @@ def check_host(findings: Findings, host: InventoryHost, schema: Schema) -> None:
     """Every rule about one host, in the order its lines are printed."""
     check_keys_and_types(findings, host, schema)
     check_declared_values(findings, host)
+    check_service_user(findings, host)
     check_sources(findings, host)
     check_model(findings, host)
     check_controller_files(findings, host)

@@ -1,5 +1,6 @@
-"""Rules about who listens where: RPC binds and transports, llama-server's address, Termux's
-unprivileged ports, and two listeners on one address:port of one machine.
+"""Rules about who listens where: RPC binds and transports, llama-server's address, ports below
+1024 (which an app on Termux, and llamafleet's unprivileged service user on Linux, cannot bind),
+and two listeners on one address:port of one machine.
 
 RPC has no authentication and llama-server's port is held to `api_allowed_sources` by the
 firewall alone: a listener beyond the cluster without a firewall needs an explicit opt-in
@@ -38,9 +39,25 @@ class _Listeners:
         self.taken.setdefault((machine, port), []).append((address, label))
 
 
-def check_termux_port(findings: Findings, host: InventoryHost, key: str, port: int) -> None:
-    if host.is_termux and port < TERMUX_LOWEST_PORT:
+def check_privileged_port(findings: Findings, host: InventoryHost, key: str, port: int, what: str,
+                          machine: InventoryHost | None = None) -> bool:
+    """A port below 1024 takes root to bind: a phone has none, and a Linux host runs its
+    services as the unprivileged service_user unless that is root. `machine` is where the
+    listener runs (the master, for a tunnel), `host` whose key sets the port. False when refused."""
+    machine = machine or host
+    if port >= TERMUX_LOWEST_PORT:
+        return True
+    if machine.is_termux:
         findings.report(host.name, key, f"port {port} is below 1024: Termux has no root to bind it")
+        return False
+    user = findings.settings(machine).service_user
+    if user == "root":
+        return True
+    on = "" if machine is host else f" on {machine.name}"
+    findings.report(host.name, key, f"port {port} is below 1024: {what}{on} runs as the unprivileged "
+                    f"service_user {user!r}, which cannot bind it; use a port from 1024 (a reverse proxy "
+                    "can serve 80 or 443)")
+    return False
 
 
 def check_bind(findings: Findings, host: InventoryHost, master: InventoryHost | None,
@@ -103,7 +120,7 @@ def check_listeners(findings: Findings, hosts: list[InventoryHost], master: Inve
         if not findings.is_bad(master, "llama_server_port"):
             listeners.add(master, "llama_server_port", api_host, api_port,
                           f"{master.name}'s llama-server")
-            check_termux_port(findings, master, "llama_server_port", api_port)
+            check_privileged_port(findings, master, "llama_server_port", api_port, "llama-server")
         check_api_exposure(findings, master)
     # Ports as a first deploy gives them (offline: no worker's recorded port is known), from the
     # plan's own rule; hosts whose port keys were refused already take no part.
@@ -122,8 +139,10 @@ def check_listeners(findings: Findings, hosts: list[InventoryHost], master: Inve
         if host.name not in ports:
             continue  # a port already reported as malformed, or none left
         port = ports[host.name].port
-        check_termux_port(findings, host, port_key, port)
+        allowed = check_privileged_port(findings, host, port_key, port, "rpc-server")
         listeners.add(host, port_key, bind, port, f"{host.name}'s RPC server")
         if transport == "tunnel" and master is not None:
+            if allowed:  # the master's tunnel listens on the same port number, as its own user
+                check_privileged_port(findings, host, port_key, port, f"the tunnel to {host.name}", machine=master)
             listeners.add(host, port_key, "127.0.0.1", port,
                           f"{master.name}'s tunnel to {host.name}", machine_of=master)

@@ -57,6 +57,7 @@ HOST_SELECTORS = {
     "worker": lambda h: not _is_master(h),
     "termux_worker": lambda h: not _is_master(h) and h.is_termux,
     "tunnel_worker": lambda h: not _is_master(h) and effective_transport(_settings(h), _platform(h)) == "tunnel",
+    "linux_node": lambda h: not h.is_termux,
     "sysctl_node": lambda h: not h.is_termux and _settings(h).sysctl_enabled,
     "firewall_node": lambda h: gets_firewall(_settings(h), _platform(h)),
 }

@@ -488,6 +488,10 @@ BREAKAGES = {
     "flipped firewall": ("linux2", "iptables -w -F LLAMAFLEET", "test_linux_firewall_rules"),
     # A user's (or another tool's) rule put in front of llamafleet's jump.
     "jump pushed down": ("linux2", "iptables -w -I INPUT 1 -j ACCEPT", "test_linux_firewall_is_evaluated_first"),
+    # The API key open to every user of the master (its directory too, or the directory's mode
+    # would still keep them out).
+    "readable API key": ("linux1", "chmod 755 /opt/llamafleet/etc && chmod 644 /opt/llamafleet/etc/api-key",
+                         "test_only_root_and_the_service_user_read_the_secrets"),
 }
 
 

@@ -56,6 +56,11 @@ BAD_CASES = {
     "bad_direct_loopback": ("board", "rpc_bind", "box cannot reach it"),
     "bad_api_sources": ("box", "api_allowed_sources", "not an address or CIDR"),
     "bad_chat_template": ("box", "llama_chat_template", "neither a shipped template"),
+    # Who the services run as (llamafleet.serving.account).
+    "bad_service_user_root": ("board", "service_user", "'root': llama.cpp's RPC has no authentication"),
+    "bad_service_user_name": ("board", "service_user", "'Llama Fleet' is not a Linux user name"),
+    "bad_service_user_termux": ("phone1", "service_user", "'llm': Termux runs every process as the app's own user"),
+    "bad_low_port_unprivileged": ("box", "llama_server_port", "runs as the unprivileged service_user 'llamafleet'"),
     # Values that reach a device's shell, command lines or paths (llamafleet.validate.patterns).
     "bad_model_name_escape": ("box", "model_name", "must stay inside its directory"),
     "bad_dir_relative": ("board", "llamafleet_dir", "is not an absolute path"),

@@ -12,9 +12,13 @@ from llamafleet.inventory_data import InventoryHost
 from check_hosts import CLUSTER, DEFAULTS, MASTER, check, linux, phone
 
 
-# --- (a) Termux cannot bind below 1024 ------------------------------------------------------------
+# --- (a) Termux, and llamafleet's service user on Linux, cannot bind below 1024 ------------------
 # Linux lets an unprivileged process bind ports from 1024 up (net.ipv4.ip_unprivileged_port_start
-# defaults to 1024); a Termux app user has no root. So 1023 is refused and 1024 is fine.
+# defaults to 1024); a Termux app user has no root, and a Linux host runs its services as the
+# unprivileged service_user unless the inventory opts into root. So 1023 is refused, 1024 fine.
+
+# A Linux host whose services run as root, by the inventory's explicit choice.
+AS_ROOT = {"service_user": "root", "service_user_allow_root": True}
 
 
 def test_termux_worker_port_1023_is_refused_and_1024_is_fine():
@@ -25,8 +29,8 @@ def test_termux_worker_port_1023_is_refused_and_1024_is_fine():
 
 
 def test_termux_port_from_the_base_is_checked_at_its_rank():
-    # board is rank 1 (port 1023 on Linux: root binds it), phone1 rank 2 gets 1023 + 1 = 1024.
-    board = linux("board", "198.18.0.31", rpc_port_base=1023)
+    # board is rank 1 (port 1023 on Linux, its services run as root), phone1 rank 2 gets 1023 + 1 = 1024.
+    board = linux("board", "198.18.0.31", rpc_port_base=1023, **AS_ROOT)
     assert check(MASTER, board, phone("phone1", "198.18.0.21", rpc_port_base=1023)) == []
     # phone1 first: rank 1 gets the base itself, 1023.
     assert check(MASTER, phone("phone1", "198.18.0.21", rpc_port_base=1023), board) == [
@@ -42,9 +46,13 @@ def test_termux_master_api_port_1023_is_refused_and_1024_is_fine():
     assert check(phone("phone1", "198.18.0.21", llama_role="master", llama_server_port=1024), worker) == []
 
 
-def test_linux_hosts_may_use_low_ports():
-    assert check(linux("box", "198.18.0.10", llama_role="master", llama_server_port=80),
-                 linux("board", "198.18.0.31", rpc_port=1023)) == []
+def test_linux_hosts_may_use_low_ports_when_their_services_run_as_root():
+    assert check(linux("box", "198.18.0.10", llama_role="master", llama_server_port=80, **AS_ROOT),
+                 linux("board", "198.18.0.31", rpc_port=1023, **AS_ROOT)) == []
+    assert check(MASTER, linux("board", "198.18.0.31", rpc_port=1023)) == [
+        "board: rpc_port: port 1023 is below 1024: rpc-server runs as the unprivileged service_user 'llamafleet', "
+        "which cannot bind it; use a port from 1024 (a reverse proxy can serve 80 or 443)"]
+    assert check(MASTER, linux("board", "198.18.0.31", rpc_port=1024)) == []
 
 
 # --- ranges: the documented bounds, each side of each ---------------------------------------------
@@ -98,8 +106,9 @@ RANGE_CASES = [
 @pytest.mark.parametrize("key, value, message", RANGE_CASES,
                          ids=[f"{key}={value}" for key, value, _ in RANGE_CASES])
 def test_each_range_at_its_bounds(key, value, message):
-    # On the only worker, a Linux box: nothing else about these values is wrong.
-    board = linux("board", "198.18.0.31", **{key: value})
+    # On the only worker, a Linux box: nothing else about these values is wrong (a port below
+    # 1024 included: its services run as root).
+    board = linux("board", "198.18.0.31", **{key: value}, **(AS_ROOT if key.startswith("rpc_port") else {}))
     expected = [f"board: {key}: {message}"] if message else []
     assert check(MASTER, board) == expected
 
@@ -262,10 +271,12 @@ RULE_CASES = {
     "sshd on another port": ([MASTER, linux("board", "198.18.0.31", ssh_port=2222, rpc_port=2222)],
                              ["board: rpc_port: board's RPC server on 198.18.0.31:2222 clashes with board's sshd "
                               "(same machine 198.18.0.31)"]),
-    "api on the sshd port": ([linux("box", "198.18.0.10", llama_role="master", llama_server_port=22), WORKER],
+    "api on the sshd port": ([linux("box", "198.18.0.10", llama_role="master", llama_server_port=22, **AS_ROOT),
+                              WORKER],
                              ["box: llama_server_port: box's llama-server on 198.18.0.10:22 clashes with box's sshd "
                               "(same machine 198.18.0.10)"]),
-    "local master has no sshd": ([linux("@local", "198.18.0.10", llama_role="master", llama_server_port=22), WORKER], []),
+    "local master has no sshd": ([linux("@local", "198.18.0.10", llama_role="master", llama_server_port=22, **AS_ROOT),
+                                  WORKER], []),
     "api on loopback beside a worker": ([linux("box", "198.18.0.10", llama_role="master", llama_server_host="127.0.0.1"),
                                          linux("board", "198.18.0.31", cluster_address="198.18.0.10", rpc_port=8080)], []),
     "wildcard worker beside the api": ([MASTER, linux("board", "198.18.0.31", cluster_address="198.18.0.10",

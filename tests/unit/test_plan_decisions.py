@@ -138,4 +138,18 @@ def test_the_verify_suite_picks_hosts_by_the_plans_decisions():
     picked = {name: [h.name for h in hosts if chosen(h)] for name, chosen in selectors.items()}
     assert picked["master"] == ["linux1"]
     assert picked["tunnel_worker"] == ["phone1", "phone2"]
-    assert picked["firewall_node"] == picked["sysctl_node"] == ["linux1", "linux2"]
+    assert picked["firewall_node"] == picked["sysctl_node"] == picked["linux_node"] == ["linux1", "linux2"]
+
+
+def test_who_the_services_run_as():
+    """group_data/all.py: service_user on Linux ("llamafleet" by default), its group of the same
+    name; a phone's processes are the app's own user, whatever the data says."""
+    _, hosts = plan_of(MASTER, linux("board", "10.0.0.2", service_user="llm"),
+                       linux("root-box", "10.0.0.3", service_user="root", service_user_allow_root=True),
+                       phone("phone1", "10.0.0.21", service_user="llm"))
+    assert [(hosts[n].service_user, hosts[n].service_group) for n in ("box", "board", "root-box", "phone1")] == [
+        ("llamafleet", "llamafleet"), ("llm", "llm"), ("root", "root"), (None, None)]
+    # Planned without facts, a host of the `termux` group is a phone all the same.
+    offline = HostInput("phone2", {"ssh_hostname": "10.0.0.22", "ram_mb": 8000, **MODEL}, {}, ("termux",))
+    _, hosts = plan_of(MASTER, offline)
+    assert hosts["phone2"].service_user is None

@@ -9,7 +9,7 @@ import subprocess
 import jinja2
 import pytest
 
-from llamafleet.serving.services import Service, layout_for
+from llamafleet.serving.services import Service, definition_context, layout_for
 from llamafleet.serving.tunnels import authorized_key_line, known_hosts_line, tunnel_argv
 from llamafleet.serving.wakelock import take_command
 from llamafleet.templates import TEMPLATES
@@ -21,11 +21,8 @@ def render(relative: str, **context) -> str:
 
 
 def run_script(service: Service, shell: str = "/bin/bash") -> str:
-    return render(
-        "runit/run.j2", shell=shell, description=service.description, manager="runit", log_dir="/tmp/x",
-        env=service.env, wait_for=service.wait_for, wait_seconds=service.wait_seconds,
-        wait_script=service.wait_script, command=service.command, prestart=service.prestart,
-    )
+    """The run script supervise() writes under Linux runit, with this shell."""
+    return render("runit/run.j2", **{**definition_context(service, layout_for("runit", service.name)), "shell": shell})
 
 
 def execute(script: str, tmp_path) -> subprocess.CompletedProcess:
@@ -71,11 +68,8 @@ def test_run_script_names_missing_workers_and_gives_up(tmp_path):
 
 
 def systemd_unit(service: Service) -> str:
-    return render(
-        "systemd/service.j2", description=service.description, manager="systemd", log_dir="journald",
-        env=service.env, wait_for=service.wait_for, wait_seconds=service.wait_seconds,
-        wait_script=service.wait_script, command=service.command, prestart=service.prestart, writable="-/tmp",
-    )
+    """The unit supervise() writes under systemd."""
+    return render("systemd/service.j2", **definition_context(service, layout_for("systemd", service.name)))
 
 
 def systemd_wait(unit: str, tmp_path) -> subprocess.CompletedProcess:
