@@ -1,7 +1,8 @@
 """A cluster on Linux hosts that boot real systemd, behind ufw and firewalld, as users run them.
 
 Lab: sysd1 (systemd, no firewall tool: llamafleet's own iptables chain) is the master; sysd2 runs
-ufw (enabled: default deny incoming, SSH allowed), sysd3 firewalld (default zone), linux1 runit.
+ufw (enabled: default deny incoming, SSH allowed) and is reached as `alice` with sudo, as a Pi's
+owner logs in; sysd3 runs firewalld (default zone); linux1 is a runit host.
 deploy -> deploy again (no changes) -> verify -> units and journald -> no llamafleet process as
 root -> outsider shut out, master let in, SSH still open, also after `ufw reload` /
 `firewall-cmd --reload` -> a killed worker is back within 5 s -> reboot the ufw and firewalld
@@ -104,7 +105,7 @@ def lab(tmp_path_factory):
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, WORKDIR / item)
     down()
     started = time.monotonic()
-    up(phones=0, linux=1, systemd=("none", "ufw", "firewalld"), master=MASTER)
+    up(phones=0, linux=1, systemd=("none", "ufw@alice", "firewalld"), master=MASTER)
     FIGURES["lab up (3 systemd hosts)"] = f"{time.monotonic() - started:.1f} s"
     yield load_state()
     print("\nFIGURES " + ", ".join(f"{k}: {v}" for k, v in FIGURES.items()))
@@ -117,6 +118,13 @@ def test_hosts_boot_systemd_with_their_firewall(lab):
         assert lab_exec(name, "systemctl is-system-running").stdout.strip() == "running", name
     assert "Status: active" in lab_exec(UFW, "ufw status").stdout
     assert lab_exec(FIREWALLD, "firewall-cmd --state").stdout.strip() == "running"
+
+
+def test_the_ufw_host_is_reached_as_an_ordinary_user_with_sudo(lab):
+    assert lab.host(UFW).user == "alice"
+    whoami = run("ssh", "-i", str(lab.ssh_key), "-o", f"UserKnownHostsFile={lab.known_hosts}", "-o", "BatchMode=yes",
+                 f"alice@{lab.host(UFW).address}", "id -un; sudo -n id -un")
+    assert whoami.stdout.split() == ["alice", "root"], whoami.stderr
 
 
 def test_first_deploy_converges(lab):
