@@ -14,7 +14,7 @@ from llamafleet.serving import cluster, wakelock
 from llamafleet.serving.account import listen_capabilities
 from llamafleet.serving.secrets import existing_tunnel_key, tunnel_key
 from llamafleet.serving.services import Service, supervise
-from llamafleet.serving.tunnels import authorized_key_line
+from llamafleet.serving.tunnels import authorized_key_line, authorized_key_pattern
 from llamafleet.templates import template_path
 
 me = cluster.this_host()
@@ -64,7 +64,7 @@ if me.role == "worker":
         files.line(
             name="Tunnel key accepted for the RPC port forward only",
             path=authorized_keys,
-            line=f".*{public_key.split()[1]}.*",
+            line=authorized_key_pattern(public_key),
             replace=authorized_key_line(public_key, me.rpc_port),
         )
     elif old_key := existing_tunnel_key():  # never generated just to be removed
@@ -72,7 +72,7 @@ if me.role == "worker":
         files.line(
             name="Tunnel key no longer accepted",
             path=authorized_keys,
-            line=f".*{old_key.split()[1]}.*",
+            line=authorized_key_pattern(old_key),
             present=False,
         )
 

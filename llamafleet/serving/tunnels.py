@@ -26,6 +26,14 @@ def authorized_key_line(public_key: str, port: int) -> str:
     return f"{KEY_OPTIONS.format(port=port)} {public_key}"
 
 
+def authorized_key_pattern(public_key: str) -> str:
+    """The pattern that finds the key's line in authorized_keys (for pyinfra's files.line): any
+    line holding the key's base64 field, with each "/" of it matched by "." instead. files.line
+    deletes and replaces with sed's `/PATTERN/` and `s/PATTERN/.../`, which pyinfra does not
+    escape: a "/" of the key would end the pattern there (about two keys in three have one)."""
+    return f".*{public_key.split()[1].replace('/', '.')}.*"
+
+
 def tunnel_argv(
     *, key_file: str, known_hosts: str, user: str, address: str, ssh_port: int, rpc_port: int
 ) -> list[str]:
