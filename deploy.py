@@ -4,6 +4,7 @@ Usage:
     llamafleet check inventory/mine.py        # offline: is the data sound?
     pyinfra inventory/mine.py deploy.py       # converge every host
     llamafleet verify inventory/mine.py       # prove it with testinfra
+    llamafleet remove inventory/mine.py       # undo it all (remove.py)
 
 Each task file goes install -> configure -> activate for one component. Reading this list top to
 bottom is reading the pipeline.
@@ -16,6 +17,9 @@ local.include("tasks/validate.py")
 
 # Toolchain and tools: `pkg` on Termux, apt on Linux.
 local.include("tasks/packages.py")
+
+# llamafleet's own directory, marked as made by it: `llamafleet remove` deletes only a marked one.
+local.include("tasks/base.py")
 
 # llama.cpp at the cluster's one ref: git clone or an uploaded archive.
 local.include("tasks/source.py")

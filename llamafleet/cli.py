@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "llamafleet.diagnose",
     "llamafleet.doctor",
     "llamafleet.status",
+    "llamafleet.remove_cli",
 )
 
 PLUGIN_GROUP = "llamafleet.commands"

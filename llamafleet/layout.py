@@ -12,6 +12,7 @@ one place:
     <base>/run                pid files, lock files, transfer files, the wake-lock record
     <base>/libexec            helper scripts llamafleet uploads (the build script)
     <base>/etc                the master's secrets; a worker's rpc-port record (llamafleet.plan.ports)
+    <base>/.llamafleet        the marker: the deploy made this directory (llamafleet.serving.basedir)
 
 The base is the `llamafleet_dir` data key, else `$HOME/llamafleet` on Termux (the app's home is
 the only place an app may write) and `/opt/llamafleet` on Linux.
@@ -30,6 +31,8 @@ TERMUX_BASE_NAME = "llamafleet"
 # files in ~/.termux/boot/ in name order).
 TERMUX_BOOT_SCRIPT = ".termux/boot/50-llamafleet"
 LINUX_DEFAULT_BASE = "/opt/llamafleet"
+# Written into the base directory by the deploy that made it, never into one that was there.
+BASE_MARKER = ".llamafleet"
 
 
 class LayoutError(OperationValueError):
@@ -80,6 +83,12 @@ class Paths:
         """Where the deploy records a worker's RPC port, for the next plans to keep it
         (llamafleet.plan.ports; read back by the RpcPortRecord fact)."""
         return f"{self.base}/etc/rpc-port"
+
+    @property
+    def marker(self) -> str:
+        """The file saying llamafleet's deploy made the base directory: only a base holding it
+        is deleted by `llamafleet remove` (llamafleet.serving.basedir)."""
+        return f"{self.base}/{BASE_MARKER}"
 
 
 def paths_for(base: str) -> Paths:

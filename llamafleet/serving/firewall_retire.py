@@ -6,7 +6,8 @@ would stay: an iptables chain beside ufw, a table beside firewalld's, ufw rules 
 a port nobody guards any more. tasks/network.py makes the new backend's rules first, then
 retires the others, so the ports are never open in between. Each trace is removed only when it
 is there (iptables(8) `-D`/`-F`/`-X`, nft(8) `delete table`, ufw(8) `delete RULE`,
-firewall-cmd(1) `--remove-rich-rule`); a host without any gets no command.
+firewall-cmd(1) `--remove-rich-rule`); a host without any gets no command. `llamafleet remove`
+retires them from all four backends (keep=None).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class FirewallTraces(FactBase):
         return traces
 
 
-def _iptables_and_nftables(keep: str, traces: dict) -> list[StringCommand]:
+def _iptables_and_nftables(keep: str | None, traces: dict) -> list[StringCommand]:
     commands = []
     if keep != "iptables":
         # Jumps first: a chain that something still jumps to cannot be deleted.
@@ -103,11 +104,12 @@ def _firewalld(record_file: str) -> list[StringCommand]:
 
 
 @operation()
-def retire_other_backends(keep: str, record_file: str = RECORD_FILE):
+def retire_other_backends(keep: str | None, record_file: str = RECORD_FILE):
     """
     Remove llamafleet's rules from every firewall backend but `keep`, where there are any.
 
-    + keep: the backend that holds llamafleet's rules now ("iptables", "nftables", "ufw", "firewalld")
+    + keep: the backend that holds llamafleet's rules now ("iptables", "nftables", "ufw",
+      "firewalld"); None retires them from all four (`llamafleet remove`)
     + record_file: where llamafleet records the firewalld rich rules it added
 
     **Example:**
@@ -123,5 +125,5 @@ def retire_other_backends(keep: str, record_file: str = RECORD_FILE):
     if keep != "firewalld" and traces["firewalld_record"]:
         commands += _firewalld(record_file)
     if not commands:
-        host.noop(f"no llamafleet rules outside {keep}")
+        host.noop(f"no llamafleet rules outside {keep}" if keep else "no llamafleet rules in any firewall backend")
     yield from commands

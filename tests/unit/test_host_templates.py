@@ -87,6 +87,7 @@ WHOLE_FILES = [
     "llamafleet/etc/tunnel_known_hosts.j2",
     "llamafleet/etc/rpc-port.j2",
     "llamafleet/libexec/llamafleet-build.sh.j2",
+    "llamafleet/marker.j2",
 ]
 
 
