@@ -1,13 +1,14 @@
 """Removing the system account llamafleet's services run as on Linux, when llamafleet made it.
 
-The deploy makes the `service_user` account (default "llamafleet") only when the name is free,
-with `useradd --system --comment "llamafleet services"`, and the group of the same name only
-when that is free too; an account that was there is left as it was. The comment is what tells
-the two apart afterwards: an account without it is the user's, kept. An account with uid 0 is
-never removed, nor the one the controller logs in as (never lock SSH out).
+The deploy (llamafleet.serving.account) makes the `service_user` account (default "llamafleet")
+only when the name is free, with `useradd --system --comment "llamafleet services"`, and the
+group of the same name only when that is free too; an account that was there is left as it was.
+The comment is what tells the two apart afterwards: an account without it is the user's, kept.
+An account with uid 0 is never removed, nor the one the controller logs in as (never lock SSH
+out).
 
-The group goes with the account when it is the account's own: same name, no members, no other
-account's primary group. Debian's `userdel` removes such a group itself (USERGROUPS_ENAB in
+The group goes with the account when it is the account's own: the account's primary group, no
+members, no other account's primary group. Debian's `userdel` removes such a group itself (USERGROUPS_ENAB in
 login.defs); the `groupdel` after it runs only if the group is still there, so it is right with
 either setting. userdel refuses an account that still runs a process: the services are removed
 first (remove.py).
@@ -20,15 +21,14 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, operation
 
-# The comment (GECOS) of the account the deploy makes (useradd --comment).
-ACCOUNT_COMMENT = "llamafleet services"
-DEFAULT_SERVICE_USER = "llamafleet"
+# The comment (GECOS) the deploy gives the account it makes (useradd --comment).
+from llamafleet.serving.account import COMMENT as ACCOUNT_COMMENT
 
 
 class AccountRecord(FactBase):
     """
-    An account and the group of the same name as the system's databases hold them (None when
-    absent), and which other accounts have that group as their primary group.
+    An account and a group as the system's databases hold them (None when absent), and which
+    other accounts have that group as their primary group.
 
     .. code:: python
 
@@ -36,12 +36,12 @@ class AccountRecord(FactBase):
          "group": {"gid": 998, "members": []}, "primary_for": []}
     """
 
-    def command(self, account: str) -> str:
-        quoted = shlex.quote(account)
+    def command(self, account: str, group: str) -> str:
+        user, group = shlex.quote(account), shlex.quote(group)
         return (
-            f"getent passwd {quoted} || true; echo @group; getent group {quoted} || true; echo @primary; "
-            f"gid=$(getent group {quoted} | cut -d: -f3); "
-            f"[ -n \"$gid\" ] && getent passwd | awk -F: -v gid=\"$gid\" -v me={quoted} "
+            f"getent passwd {user} || true; echo @group; getent group {group} || true; echo @primary; "
+            f"gid=$(getent group {group} | cut -d: -f3); "
+            f"[ -n \"$gid\" ] && getent passwd | awk -F: -v gid=\"$gid\" -v me={user} "
             "'$4 == gid && $1 != me {print $1}'; true"
         )
 
@@ -73,21 +73,22 @@ def _kept_reason(name: str, account: dict, login_user: str | None) -> str | None
 
 
 @operation()
-def service_account_removed(user: str, login_user: str | None = None):
+def service_account_removed(user: str, group: str, login_user: str | None = None):
     """
     Remove the service account and its own group when llamafleet made them.
 
-    + user: the account's name (the `service_user` setting; its group has the same name)
+    + user: the account's name (the plan's service_user)
+    + group: its group's name (the plan's service_group)
     + login_user: the account the controller logs in as (`ssh_user`), never removed
 
     **Example:**
 
     .. code:: python
 
-        service_account_removed(name="Service user", user="llamafleet", login_user="root")
+        service_account_removed(name="Service user", user="llamafleet", group="llamafleet", login_user="root")
     """
-    found = host.get_fact(AccountRecord, account=user)
-    account, group = found["user"], found["group"]
+    found = host.get_fact(AccountRecord, account=user, group=group)
+    account = found["user"]
     if account is None:
         host.noop(f"no user {user}")
         return
@@ -96,10 +97,11 @@ def service_account_removed(user: str, login_user: str | None = None):
         host.noop(reason)
         return
     yield _gone_after("passwd", user, "userdel")
-    own_group = (group is not None and group["gid"] == account["gid"]
-                 and set(group["members"]) <= {user} and not found["primary_for"])
+    existing = found["group"]
+    own_group = (existing is not None and existing["gid"] == account["gid"]
+                 and set(existing["members"]) <= {user} and not found["primary_for"])
     if own_group:
-        yield _gone_after("group", user, "groupdel")
+        yield _gone_after("group", group, "groupdel")
 
 
 def _gone_after(database: str, name: str, delete: str) -> StringCommand:

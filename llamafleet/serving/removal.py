@@ -48,6 +48,11 @@ class LlamafleetServices(FactBase):
         ["llama-rpc", "llama-tunnel-phone1"]
     """
 
+    @staticmethod
+    def default() -> list:
+        # No output is no service (pyinfra hands process() nothing and returns default()).
+        return []
+
     def command(self, manager: str, prefix: str | None = None) -> str:
         root = definitions_root(manager, prefix)
         if manager == "systemd":
@@ -95,6 +100,10 @@ class TermuxServiceLogs(FactBase):
 
         ["/data/data/com.termux/files/usr/var/log/sv/llama-rpc"]
     """
+
+    @staticmethod
+    def default() -> list:
+        return []  # no output: no log directory
 
     def command(self, prefix: str) -> str:
         services = shlex.quote(definitions_root("termux-services", prefix))
@@ -191,6 +200,10 @@ class DirectoryEntries(FactBase):
 
         {"entries": ["llama-rpc"], "mountpoint": False}
     """
+
+    @staticmethod
+    def default() -> None:
+        return None  # no output: no directory at the path
 
     def command(self, path: str) -> str:
         quoted = shlex.quote(path)

@@ -4,11 +4,17 @@
 from pyinfra import host
 
 from llamafleet.layout import platform_name
+from llamafleet.plan.decide import service_account_of
 from llamafleet.serving import cluster
-from llamafleet.serving.account_removal import DEFAULT_SERVICE_USER, service_account_removed
+from llamafleet.serving.account_removal import service_account_removed
 
-if platform_name(host) == "linux":
-    # `service_user` is a setting once the deploy makes the account; until then its default.
-    user = getattr(cluster.settings(), "service_user", None) or DEFAULT_SERVICE_USER
-    service_account_removed(name=f"Service user {user} (if llamafleet made it)", user=user,
-                            login_user=host.data.get("ssh_user"))
+platform = platform_name(host)
+# The plan's decision, from this host's settings alone: remove.py makes no plan of the cluster.
+user, group = service_account_of(cluster.settings(), platform)
+if user is not None:
+    service_account_removed(
+        name=f"Service user {user} and group {group} (if llamafleet made them)",
+        user=user,
+        group=group,
+        login_user=host.data.get("ssh_user"),
+    )

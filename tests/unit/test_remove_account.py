@@ -23,7 +23,7 @@ def run_op(found: dict, **kwargs) -> tuple[list[str], list[str]]:
     fake = FakeHost("board", {"AccountRecord": {"user": None, "group": None, "primary_for": [], **found}})
     with ctx_state.use(object()), ctx_host.use(fake):
         commands = [c.get_raw_value() if isinstance(c, StringCommand) else c
-                    for c in service_account_removed._inner(user="llamafleet", **kwargs)]
+                    for c in service_account_removed._inner(user="llamafleet", group="llamafleet", **kwargs)]
     return commands, fake.noops
 
 
@@ -62,7 +62,7 @@ def test_the_fact_reads_getent_output():
 
 def test_the_fact_command_runs_for_an_account_of_this_machine():
     fact = AccountRecord()
-    output = subprocess.run(["sh", "-c", fact.command("root")], capture_output=True, text=True, check=True)
+    output = subprocess.run(["sh", "-c", fact.command("root", "root")], capture_output=True, text=True, check=True)
     found = fact.process(output.stdout.splitlines())
     assert found["user"]["uid"] == 0 and found["group"]["gid"] == 0
 
@@ -87,3 +87,12 @@ def test_the_delete_commands_fail_only_when_the_name_stays(tmp_path):
     (state / "passwd").write_text("")
     assert run(refuse=True) != 0  # still there after a refused userdel: the host fails
     assert run(refuse=False) == 0 and not (state / "passwd").exists()
+
+
+def test_the_comment_is_the_one_the_deploy_gives_the_account_it_makes():
+    from llamafleet.serving.account import service_account
+
+    fake = FakeHost("board", {"ServiceAccount": {"user": None, "group": None}})
+    with ctx_state.use(object()), ctx_host.use(fake):
+        made = " ".join(c.get_raw_value() for c in service_account._inner(user="llamafleet", group="llamafleet"))
+    assert f"--comment '{ACCOUNT_COMMENT}'" in made

@@ -71,6 +71,12 @@ def _service(root, name: str, header: bool) -> None:
     (root / name / "run").write_text("#!/bin/sh\n" + first + "exec true\n")
 
 
+def test_facts_without_output_mean_nothing_there():
+    # pyinfra hands process() no output and returns the fact's default() instead.
+    assert removal.LlamafleetServices.default() == [] and removal.TermuxServiceLogs.default() == []
+    assert removal.DirectoryEntries.default() is None
+
+
 def test_the_services_fact_finds_only_llamafleets_own_definitions(tmp_path):
     prefix = tmp_path / "usr"
     services = prefix / "var" / "service"
