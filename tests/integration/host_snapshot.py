@@ -12,7 +12,8 @@ Exactly these are compared (each key of the dict):
   /etc/sv, /etc/service, /etc/sysctl.d, /etc/iptables, /etc/nftables.d, /etc/llamafleet,
   /var/log/llamafleet. `bases=` names other bases (a `llamafleet_dir` of the inventory).
 - "authorized_keys": the lines of <home>/.ssh/authorized_keys (phone: the Termux home; Linux:
-  /root, the lab's SSH user), in file order; None when the file is not there.
+  /root, the lab's SSH user; `home=` names another, /home/alice on a host reached as alice),
+  in file order; None when the file is not there.
 - "processes": the command names (/proc/<pid>/stat) of the host's processes, sorted, one entry
   per process; left out: pid 1 (the lab's init, or a systemd host's systemd), the lab's sshd
   (names sshd and sshd-session: the one the phone's owner started, and a session's), and this
@@ -69,7 +70,7 @@ def _tool(name: str, command: str) -> str:
             f"else echo {SECTION}missing; fi")
 
 
-def script(bases: Iterable[str] = ()) -> str:
+def script(bases: Iterable[str] = (), home: str | None = None) -> str:
     """The shell script a snapshot runs (as root, POSIX sh)."""
     extra = list(bases)
     phone = _listing([*PHONE_PATHS, *extra])
@@ -85,10 +86,10 @@ def script(bases: Iterable[str] = ()) -> str:
         "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         f"if [ -d {TERMUX_PREFIX} ]; then echo {SECTION}kind phone",
         phone,
-        f"keys={TERMUX_HOME}/.ssh/authorized_keys",
+        f"keys={_quote(home or TERMUX_HOME)}/.ssh/authorized_keys",
         f"else echo {SECTION}kind linux",
         linux,
-        f"keys={LINUX_HOME}/.ssh/authorized_keys",
+        f"keys={_quote(home or LINUX_HOME)}/.ssh/authorized_keys",
         "fi",
         f"echo {SECTION}authorized_keys; if [ -f \"$keys\" ]; then cat \"$keys\"; else echo {SECTION}missing; fi",
         f"echo \"{SECTION}self $$\"",
@@ -186,9 +187,9 @@ def parse(output: str) -> dict:
     return found
 
 
-def snapshot(lab_exec: Callable, host: str, bases: Iterable[str] = ()) -> dict:
+def snapshot(lab_exec: Callable, host: str, bases: Iterable[str] = (), home: str | None = None) -> dict:
     """The host as the module's docstring describes it, read as root through `lab_exec`."""
-    result = lab_exec(host, script(bases), root=True)
+    result = lab_exec(host, script(bases, home), root=True)
     if result.returncode != 0 and not result.stdout:
         raise RuntimeError(f"{host}: snapshot failed: {result.stderr.strip()}")
     return parse(result.stdout)

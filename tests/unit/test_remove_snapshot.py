@@ -118,12 +118,15 @@ def test_the_script_runs_on_this_machine_and_leaves_itself_out(tmp_path):
     base = tmp_path / "lf"
     (base / "bin").mkdir(parents=True)
     (base / "bin" / "x").write_text("")
-    found = snap.snapshot(lab_exec, "linux1", bases=[str(base)])
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA alice\n")
+    found = snap.snapshot(lab_exec, "linux1", bases=[str(base)], home=str(tmp_path))
     assert calls == [("linux1", True)]
     assert found["kind"] in ("linux", "phone")
     assert f"{base}/bin/x  f" in found["files"] and f"{base}  d" in found["files"]
     listed = {entry.split("  ")[0] for entry in found["files"]}
     assert set(snap.LINUX_PATHS if found["kind"] == "linux" else snap.PHONE_PATHS) <= listed
+    assert found["authorized_keys"] == ["ssh-ed25519 AAAA alice"]
     assert "cat" not in found["processes"]  # the snapshot's own
     assert found["users"] and found["groups"]
     if os.geteuid() == 0:
