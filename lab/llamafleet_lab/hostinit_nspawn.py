@@ -35,6 +35,37 @@ PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+CGROUP_ROOT = "/sys/fs/cgroup"
+LAB_CGROUP = "llamafleet-lab"
+
+
+def cgroup_dirs(name: str) -> list[str]:
+    """The host's own cgroup in every hierarchy this machine mounts (cgroup v1 controllers,
+    name=systemd, the unified v2 one): /sys/fs/cgroup/<hierarchy>/llamafleet-lab/nspawn-<name>."""
+    dirs = []
+    for hierarchy in sorted(os.listdir(CGROUP_ROOT)):
+        path = os.path.join(CGROUP_ROOT, hierarchy)
+        if not os.path.islink(path) and os.path.isfile(os.path.join(path, "cgroup.procs")):
+            dirs.append(os.path.join(path, LAB_CGROUP, f"nspawn-{name}"))
+    return dirs
+
+
+def _enter_own_cgroups(name: str) -> None:
+    """Each container's systemd must own its own cgroup subtree: nspawn started in the machine's
+    root cgroup makes "payload" and "supervisor" there, so two containers would share them (and
+    their units' cgroups: stopping a unit in one would kill the other's processes)."""
+    for directory in cgroup_dirs(name):
+        os.makedirs(directory, exist_ok=True)
+        if os.path.exists(os.path.join(directory, "cpuset.cpus")):
+            # A v1 cpuset takes no task before cpus and mems are set: the parent's, level by level.
+            for level in (os.path.dirname(directory), directory):
+                for key in ("cpuset.cpus", "cpuset.mems"):
+                    with open(os.path.join(os.path.dirname(level), key)) as parent, open(os.path.join(level, key), "w") as own:
+                        own.write(parent.read())
+        with open(os.path.join(directory, "cgroup.procs"), "w") as procs:
+            procs.write("0")
+
+
 def _die_with_parent() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
@@ -89,7 +120,7 @@ class NspawnHost:
                  "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
             cwd="/",
             log_path=os.path.join(self.spec["log_dir"], "console.log"),
-            child_setup=_die_with_parent,
+            child_setup=lambda: (_enter_own_cgroups(self.spec["name"]), _die_with_parent()),
         )
         log(f"systemd-nspawn started, pid {self.nspawn_pid}")
 

@@ -88,7 +88,7 @@ def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master
             existing = None
         if existing is not None:
             return UpResult(_check_existing(existing, phones, linux, list(systemd), master), already_up=True, seconds=0.0)
-        leftovers = network.leftovers() + phone.cgroup_leftovers()
+        leftovers = network.leftovers() + phone.cgroup_leftovers() + [f"cgroup {path}" for path in systemd_host.container_cgroups()]
         if leftovers:
             raise LabError(
                 "pieces of an earlier lab are still there (" + ", ".join(leftovers) + "): run `llamafleet lab down` first"
@@ -240,7 +240,7 @@ def _down_locked(directory: Path) -> DownResult:
         state = None
     init_pids = set(state.init_pids.values()) if state else set()
     init_pids |= find_inits.running_inits(directory)
-    if state is None and not init_pids and not network.leftovers() + phone.cgroup_leftovers() and not directory.exists():
+    if state is None and not init_pids and not network.leftovers() + phone.cgroup_leftovers() + systemd_host.container_cgroups() and not directory.exists():
         return DownResult(was_up=False, seconds=0.0, problems=[])
 
     problems = []
@@ -262,6 +262,7 @@ def _down_locked(directory: Path) -> DownResult:
         problems.append(f"init processes still present after {INIT_EXIT_TIMEOUT:.0f}s: {sorted(alive)}")
 
     problems += network.destroy_network()
+    problems += systemd_host.remove_container_cgroups()
     problems += phone.remove_cgroups()
     if state is not None:
         kept = hostsetup.remove_created_dirs(state.created_paths)

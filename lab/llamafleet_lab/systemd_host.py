@@ -151,3 +151,37 @@ def container_pid(status: dict) -> int | None:
     """The host's systemd as this machine numbers it (written by its init after each boot)."""
     pid = status.get("container_pid")
     return int(pid) if pid and os.path.exists(f"/proc/{pid}") else None
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+LAB_CGROUP = "llamafleet-lab"  # as hostinit_nspawn.py names each container's own cgroups
+
+
+def container_cgroups() -> list[Path]:
+    """Every systemd host's own cgroups (hostinit_nspawn.cgroup_dirs), in every hierarchy."""
+    found = []
+    for hierarchy in sorted(CGROUP_ROOT.iterdir()) if CGROUP_ROOT.is_dir() else []:
+        lab = hierarchy / LAB_CGROUP
+        if not hierarchy.is_symlink() and lab.is_dir():
+            found += sorted(lab.glob("nspawn-*"))
+    return found
+
+
+def remove_container_cgroups() -> list[str]:
+    """rmdir each container's cgroup subtree, children first, once its processes are gone; then
+    the lab's parent cgroup where nothing else (a phone's) is left in it."""
+    problems = []
+    parents = set()
+    for top in container_cgroups():
+        parents.add(top.parent)
+        for cgroup in sorted((path for path in top.rglob("*") if path.is_dir()), key=lambda path: -len(path.parts)) + [top]:
+            try:
+                cgroup.rmdir()
+            except OSError as error:
+                problems.append(f"cgroup {cgroup}: {error.strerror}")
+    for parent in parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            pass  # a phone's cgroups are still there: phone.remove_cgroups takes them
+    return problems

@@ -6,7 +6,11 @@ owner logs in; sysd3 runs firewalld (default zone); linux1 is a runit host.
 deploy -> deploy again (no changes) -> verify -> units and journald -> no llamafleet process as
 root -> outsider shut out, master let in, SSH still open, also after `ufw reload` /
 `firewall-cmd --reload` -> a killed worker is back within 5 s -> reboot the ufw and firewalld
-hosts: services, rules and completions are back. Figures printed, not asserted.
+hosts: services, rules and completions are back -> a phone added at the end of the inventory joins
+without moving the others -> taken out again and `llamafleet remove --limit` leaves it as it was
+before the first deploy -> `llamafleet remove` on everything: every host as before the first deploy
+(tests/integration/host_snapshot.py lists what is compared), a second remove changes nothing.
+Figures printed, not asserted.
 """
 
 from __future__ import annotations
@@ -24,10 +28,25 @@ import pytest
 from llamafleet_lab import down, lab_exec, load_state, reboot, up
 from llamafleet.serving.probes import tcp_reachable
 
+sys.path.insert(0, str(Path(__file__).parent))
+from host_snapshot import differences, snapshot  # noqa: E402
+
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-INVENTORY = "inventory/lab.py"
+FULL_INVENTORY = "inventory/lab.py"
+# The lab without phone1: the cluster before a phone is added, and after it is taken out.
+WITHOUT_PHONE = "inventory/without_phone.py"
+WITHOUT_PHONE_SOURCE = '''"""The lab's inventory without phone1 (written by tests/integration/test_systemd_hosts.py)."""
+from llamafleet_lab import inventory_groups
+
+_groups = inventory_groups()
+termux = [entry for entry in _groups["termux"] if entry[0] != "phone1"]
+linux = _groups["linux"]
+'''
+INVENTORY = WITHOUT_PHONE
+PHONE = "phone1"
+BEFORE: dict[str, dict] = {}
 BIN = Path(sys.executable).parent
 FIGURES: dict[str, str] = {}
 MASTER, UFW, FIREWALLD, RUNIT = "sysd1", "sysd2", "sysd3", "linux1"
@@ -88,10 +107,39 @@ def main_pid(name: str, unit: str) -> int:
     return int(out or 0)
 
 
-def completion() -> str:
-    result = run(str(BIN / "llamafleet"), "complete", INVENTORY, "The capital of France is", timeout=300)
+def completion(wait_seconds: int = 240) -> str:
+    """A completion, once llama-server answers (it restarts when its workers change)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        result = run(str(BIN / "llamafleet"), "complete", INVENTORY, "The capital of France is", timeout=300)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(5)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return result.stdout
+
+
+def worker_state() -> dict[str, tuple[int, int]]:
+    """(RPC port, service pid) of every worker but the phone: what adding a phone must not move."""
+    state = load_state()
+    pids = {name: main_pid(name, WORKER_UNIT) for name in (UFW, FIREWALLD)}
+    runit = lab_exec(RUNIT, "SVDIR=/etc/service sv status llama-rpc").stdout
+    pids[RUNIT] = int(re.search(r"\(pid (\d+)\)", runit).group(1))
+    return {name: (rpc_port(name), pid) for name, pid in pids.items() if state.host(name)}
+
+
+def remove(*extra: str) -> subprocess.CompletedProcess:
+    return run(str(BIN / "llamafleet"), "remove", str(WORKDIR / FULL_INVENTORY), *extra, timeout=900)
+
+
+def unexpected(name: str) -> dict:
+    """What differs on `name` from before the first deploy, less what remove leaves by design
+    (host_snapshot's docstring): the phone's runsvdir, started by the termux-services package."""
+    changed = differences(BEFORE[name], snapshot(lab_exec, name, home=load_state().host(name).home))
+    processes = changed.get("processes")
+    if processes and not processes["gone"] and set(processes["new"]) <= {"runsvdir"}:
+        del changed["processes"]
+    return changed
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +153,13 @@ def lab(tmp_path_factory):
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, WORKDIR / item)
     down()
     started = time.monotonic()
-    up(phones=0, linux=1, systemd=("none", "ufw@alice", "firewalld"), master=MASTER)
+    up(phones=1, linux=1, systemd=("none", "ufw@alice", "firewalld"), master=MASTER)
     FIGURES["lab up (3 systemd hosts)"] = f"{time.monotonic() - started:.1f} s"
-    yield load_state()
+    (WORKDIR / WITHOUT_PHONE).write_text(WITHOUT_PHONE_SOURCE)
+    state = load_state()
+    for lab_host in state.inventory_hosts:
+        BEFORE[lab_host.name] = snapshot(lab_exec, lab_host.name, home=lab_host.home)
+    yield state
     print("\nFIGURES " + ", ".join(f"{k}: {v}" for k, v in FIGURES.items()))
     down()
 
@@ -207,3 +259,37 @@ def test_rebooted_hosts_come_back_with_services_and_rules(lab):
             break
         time.sleep(5)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_a_phone_added_at_the_end_joins_without_moving_the_others(lab):
+    global INVENTORY
+    before = worker_state()
+    INVENTORY = FULL_INVENTORY
+    result, seconds = deploy()
+    FIGURES["deploy adding a phone"] = f"{seconds:.0f} s"
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    assert worker_state() == before  # same ports, same processes: nobody else restarted
+    unit = lab_exec(MASTER, f"systemctl cat {MASTER_UNIT}").stdout
+    assert re.search(r"--rpc \S*127\.0\.0\.1:\d+", unit), unit  # the phone, through its tunnel
+    completion()
+    log = lab_exec(PHONE, "cat $PREFIX/var/log/sv/llama-rpc/current").stdout
+    assert "Accepted client connection" in log, log[-2000:]
+
+
+def test_a_phone_taken_out_and_removed_is_as_before_and_the_others_serve(lab):
+    global INVENTORY
+    INVENTORY = WITHOUT_PHONE
+    result, _ = deploy()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    removed = remove("--limit", PHONE)
+    assert removed.returncode == 0, removed.stdout[-3000:] + removed.stderr[-3000:]
+    assert unexpected(PHONE) == {}
+    completion()
+
+
+def test_remove_returns_every_host_to_its_state_before_the_first_deploy(lab):
+    result = remove()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert {name: unexpected(name) for name in BEFORE} == {name: {} for name in BEFORE}
+    again = remove()
+    assert again.returncode == 0 and changes(again.stdout + again.stderr) == ("-", "-"), again.stderr[-3000:]
