@@ -37,3 +37,6 @@ local.include("tasks/workers.py")
 
 # The master: tunnels to Termux workers, then llama-server with --rpc and -ts from the plan.
 local.include("tasks/master.py")
+
+# What an upgrade replaced: releases before the previous one, unused trees, old downloaded models.
+local.include("tasks/prune.py")
