@@ -42,5 +42,11 @@ local.include("tasks/account.py")
 # Supervised rpc-server workers and their boot scripts.
 local.include("tasks/workers.py")
 
+# Every host waits here: workers restart on a new build before the master does (RPC versions).
+local.include("tasks/workers_first.py")
+
 # The master: tunnels to Termux workers, then llama-server with --rpc and -ts from the plan.
 local.include("tasks/master.py")
+
+# What an upgrade replaced: releases before the previous one, unused trees, old downloaded models.
+local.include("tasks/prune.py")

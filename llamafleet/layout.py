@@ -3,12 +3,14 @@
 Every task asks `device_paths(host)` instead of building paths itself, so the layout is decided in
 one place:
 
-    <base>/src/llama.cpp      -> symlink to the current source tree (swapped atomically)
+    <base>/src/llama.cpp      -> symlink to the current source tree (swapped atomically); the
+                              trees of the current and previous releases stay beside it
     <base>/build              CMake build tree (kept between runs: incremental, resumable)
-    <base>/releases/<id>      one directory per installed build: binaries + build-stamp.json
+    <base>/releases/<id>      one directory per installed build: binaries + build-stamp.json;
+                              the current one and the previous one are kept (operations.keep)
     <base>/bin                -> symlink to the current release (swapped atomically)
     <base>/logs               build.log and service logs
-    <base>/models             model files
+    <base>/models             model files; .llamafleet-downloads names those the deploy put there
     <base>/run                pid files, lock files, transfer files, the wake-lock record
     <base>/libexec            helper scripts llamafleet uploads (the build script)
     <base>/etc                the master's secrets; a worker's rpc-port record (llamafleet.plan.ports)
@@ -33,6 +35,9 @@ TERMUX_BOOT_SCRIPT = ".termux/boot/50-llamafleet"
 LINUX_DEFAULT_BASE = "/opt/llamafleet"
 # Written into the base directory by the deploy that made it, never into one that was there.
 BASE_MARKER = ".llamafleet"
+# In <base>/models: the names of the files the deploy downloaded or uploaded there, one a line.
+# Only those are ever removed (llamafleet.operations.prune); a file put there by hand is not.
+MODEL_RECORD = ".llamafleet-downloads"
 
 
 class LayoutError(OperationValueError):
@@ -63,6 +68,16 @@ class Paths:
     def stamp(self) -> str:
         """The build stamp, next to the binaries it describes."""
         return f"{self.bin}/build-stamp.json"
+
+    @property
+    def source_archive(self) -> str:
+        """Where a llama.cpp source archive is uploaded (removed once it is unpacked)."""
+        return f"{self.src}/archive.tar.gz"
+
+    @property
+    def model_record(self) -> str:
+        """The names of the model files the deploy put in <base>/models (MODEL_RECORD)."""
+        return f"{self.models}/{MODEL_RECORD}"
 
     @property
     def build_log(self) -> str:

@@ -34,7 +34,7 @@ if settings.llama_cpp_archive:
         sha256=sha256_file(archive),
         root=root,
         dest=paths.llama_src,
-        upload_path=f"{paths.src}/archive.tar.gz",
+        upload_path=paths.source_archive,
     )
 else:
     source.git(

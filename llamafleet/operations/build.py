@@ -37,13 +37,14 @@ from llamafleet.facts.build import InstalledBuild, LlamaSource
 from llamafleet.facts.reading import read_fact
 from llamafleet.layout import Paths, device_platform
 from llamafleet.operations.buildclass import (
-    HostBuild, binaries_changed, build_cache_dir, cached_artifact, current_host_assignment, record_binaries, registry,
+    HostBuild, binaries_changed, build_cache_dir, cached_artifact, current_host_assignment, kept_release,
+    record_binaries, registry,
 )
 from llamafleet.operations.buildinputs import (
     CACHE_SOURCE, BuildInputs, choose_jobs, cmake_args_for, compiler_identity, describe_difference, installed_matches,
     installed_name, make_stamp, role_targets, source_identity, stamp_json,
 )
-from llamafleet.operations.buildscript import BUILD_SCRIPT, BUILD_SCRIPT_SHA256, fail, run_script, upload_script
+from llamafleet.operations.buildscript import BUILD_SCRIPT, BUILD_SCRIPT_SHA256, activate_kept, fail, run_script, upload_script
 from llamafleet.operations.buildshare import class_archive_on_device, copy_late, pack_and_fetch
 from llamafleet.operations.transfer import upload_verified
 
@@ -148,13 +149,15 @@ def resolve(
         cmake_args=cmake_args_for(role, flags.cmake_args, source),
     )
     up_to_date = installed_matches(installed, inputs)
+    reuse = None if up_to_date else kept_release(host, paths, inputs)
+    reason = "stamp matches" if up_to_date else describe_difference(installed, inputs)
     builds[host.name] = HostBuild(
         name=host.name,
         order=[h.name for h in state.inventory].index(host.name),
         paths=paths,
         inputs=inputs,
         up_to_date=up_to_date,
-        reason="stamp matches" if up_to_date else describe_difference(installed, inputs),
+        reason=f"{reason}; releases/{reuse} has these inputs" if reuse else reason,
         share=once_per_class,
         jobs=choose_jobs(profile.get("logical_cpus"), memory.get("available_mb") or memory.get("total_mb"), jobs, platform_name),
         cc=(compiler_info or {}).get("path"),
@@ -162,6 +165,7 @@ def resolve(
         # Before execution a missing compiler or tree is expected: earlier tasks provide them.
         problem=problem if executing else None,
         executed=executing,
+        reuse=reuse,
     )
     if executing:
         for warning in flags.warnings:
@@ -189,7 +193,8 @@ def compile(paths: Paths):
     The build log is `<base>/logs/build.log` (named in the output before the compile starts);
     a failed build prints its last 40 lines. Builds in a staging directory and swaps `<base>/bin`
     atomically, so a killed build leaves the previous binaries and stamp in place and the next
-    run finishes it.
+    run finishes it. When `build.resolve` found a kept release with the wanted inputs (a roll
+    back), that release is swapped in instead and nothing is compiled.
 
     **Example:**
 
@@ -202,6 +207,9 @@ def compile(paths: Paths):
         host.noop("no build planned (see build.resolve)")
         return
     key = build.key
+    if build.reuse:
+        yield from activate_kept(build)
+        return
     if assignment.action == "none":
         host.noop(f"llama.cpp class {key} is installed ({build.reason})")
         return

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 from pyinfra import host
 
+from llamafleet.facts.build import InstalledBuild
+from llamafleet.facts.store import Releases
 from llamafleet.layout import Paths
 from llamafleet.operations.archive import sha256_file
-from llamafleet.operations.buildinputs import BuildInputs, ClassMember, plan_class_builds
+from llamafleet.operations.buildinputs import BuildInputs, ClassMember, installed_matches, plan_class_builds
+from llamafleet.operations.keep import kept_release_for
 
 # --- what each host found out in `resolve`, shared between hosts of one deploy ---------------
 
@@ -41,6 +44,9 @@ class HostBuild:
     # Set once this deploy compiled or installed the class's binaries here: the host can give
     # them to a twin that runs after it (pyinfra --serial runs one host after the other).
     has_binaries: bool = False
+    # A release kept from an earlier deploy with exactly these inputs (a roll back): swapped in
+    # by `build.compile` instead of compiling, so the host holds the class's binaries.
+    reuse: str | None = None
 
     @property
     def key(self) -> str | None:
@@ -97,7 +103,7 @@ def class_plan(state):
     """
     builds = registry(state)
     members = [
-        ClassMember(build.name, build.key, build.up_to_date or build.has_binaries, build.share)
+        ClassMember(build.name, build.key, build.up_to_date or build.has_binaries or bool(build.reuse), build.share)
         for build in sorted(builds.values(), key=lambda build: build.order)
         if build.problem is None and (build.executed or not state.is_executing)
     ]
@@ -117,3 +123,17 @@ def record_binaries(state, host, build: HostBuild) -> bool:
     """Run after a compile or an install succeeded: later twins may copy from this host."""
     build.has_binaries = True
     return True
+
+
+def kept_release(host, paths: Paths, inputs: BuildInputs) -> str | None:
+    """The name of a release kept from an earlier deploy (not the current one) that was built
+    from exactly `inputs` and is intact: setting the ref or archive back finds it, and the
+    build swaps it in instead of compiling (llamafleet.operations.keep keeps one previous)."""
+    found = host.get_fact(Releases, releases_dir=paths.releases, bin_dir=paths.bin, run_dir=paths.run)
+    wanted = {"class_key": inputs.key(), "inputs": inputs.to_dict()}
+    name = kept_release_for(found, lambda stamp: all(stamp.get(key) == value for key, value in wanted.items()))
+    if name is None:
+        return None
+    # Its stamp is not proof: the binaries must still match their checksums.
+    checked = host.get_fact(InstalledBuild, bin_dir=f"{paths.releases}/{name}")
+    return name if installed_matches(checked, inputs) else None

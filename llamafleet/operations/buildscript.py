@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from io import StringIO
 
-from pyinfra import logger
+from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 
-from llamafleet.operations.buildclass import HostBuild
+from llamafleet.operations.buildclass import HostBuild, record_binaries
 from llamafleet.operations.transfer import upload_verified
 from llamafleet.templates import render
 
@@ -50,6 +50,16 @@ def run_script(build: HostBuild, mode: str, args: tuple[str, ...] = (), **env: s
 
 def upload_script(build: HostBuild):
     yield from upload_verified(StringIO(BUILD_SCRIPT), build.paths.build_script, BUILD_SCRIPT_SHA256)
+
+
+def activate_kept(build: HostBuild):
+    """Commands that swap in the release `build.resolve` found kept with the wanted inputs (a
+    roll back): the script checks it again under the build lock; nothing is compiled."""
+    if host.state.is_executing:
+        host.log(f"class {build.key}: switching <base>/bin back to releases/{build.reuse} ({build.reason})")
+    yield from upload_script(build)
+    yield run_script(build, "activate", LF_RELEASE=build.reuse or "")
+    yield FunctionCommand(record_binaries, (build,), {})
 
 
 def run_checked(host, command) -> bool:

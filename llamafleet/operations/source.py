@@ -5,17 +5,24 @@ unpacked (or fetched) into a temporary directory next to the target, completed, 
 then does the symlink switch, with one rename: an interrupted run never leaves a half tree behind
 the name the build uses. The tree carries `.llamafleet-source` (JSON: archive sha256 or git
 commit), which the build stamp records. The scripts that do this are templates/source/*.sh.j2.
+
+The tree of the previous release stays beside the current one (llamafleet.operations.keep;
+the prune task removes the others): setting the ref or archive back points the symlink at it
+again, with nothing fetched or uploaded.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
+import shlex
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from llamafleet.facts.build import SOURCE_ID_FILE, LlamaSource
+from llamafleet.facts.store import SourceTrees
+from llamafleet.operations.keep import kept_tree_for
 from llamafleet.operations.transfer import upload_verified
 from llamafleet.templates import render
 
@@ -53,8 +60,18 @@ def git_script(repo: str, ref: str, dest: str) -> str:
     )
 
 
+def switch_script(tree: str, dest: str) -> str:
+    """Shell: point `dest` at its sibling tree `tree`, already on the device (a roll back)."""
+    return render("source/swap-tree.sh.j2", tree=shlex.quote(tree), dest=dest)
+
+
 def _run(script: str) -> StringCommand:
     return StringCommand("sh", "-c", QuoteString(script))
+
+
+def _kept_tree(dest: str, matches) -> str | None:
+    """A tree beside `dest` (not the current one) whose identity `matches`, or None."""
+    return kept_tree_for(host.get_fact(SourceTrees, src_dir=posixpath.dirname(dest)), matches)
 
 
 @operation()
@@ -68,8 +85,9 @@ def archive(src: str, sha256: str, root: str, dest: str, upload_path: str):
     + dest: the tree's path on the device (a symlink, swapped atomically)
     + upload_path: where the archive is uploaded on the device (removed once unpacked)
 
-    Nothing is sent when the tree already came from this archive, and the upload is skipped when
-    an earlier, interrupted run left a verified copy on the device.
+    Nothing is sent when the tree already came from this archive or a kept tree did (the
+    symlink is pointed at it), and the upload is skipped when an earlier, interrupted run left a
+    verified copy on the device.
 
     **Example:**
 
@@ -89,6 +107,10 @@ def archive(src: str, sha256: str, root: str, dest: str, upload_path: str):
     if identity.get("kind") == "archive" and identity.get("sha256") == sha256:
         host.noop(f"llama.cpp source at {dest} is archive {sha256[:12]}")
         return
+    kept = _kept_tree(dest, lambda found: found.get("kind") == "archive" and found.get("sha256") == sha256)
+    if kept:
+        yield _run(switch_script(kept, dest))
+        return
     yield from upload_verified(src, upload_path, sha256)
     yield _run(unpack_script(upload_path, sha256, root, dest))
 
@@ -103,7 +125,8 @@ def git(repo: str, ref: str, dest: str):
     + dest: the tree's path on the device (a symlink, swapped atomically)
 
     A tree already fetched from this repository and ref is kept: tags and commits do not move.
-    Branch names work but are not followed after the first fetch; use a tag or commit.
+    Branch names work but are not followed after the first fetch; use a tag or commit. A kept
+    tree of the ref (the previous release's) is pointed at again instead of fetched.
 
     **Example:**
 
@@ -121,4 +144,5 @@ def git(repo: str, ref: str, dest: str):
     if identity.get("kind") == "git" and identity.get("repo") == repo and identity.get("ref") == ref:
         host.noop(f"llama.cpp source at {dest} is {ref} ({str(identity.get('commit'))[:12]})")
         return
-    yield _run(git_script(repo, ref, dest))
+    kept = _kept_tree(dest, lambda found: found.get("kind") == "git" and found.get("repo") == repo and found.get("ref") == ref)
+    yield _run(switch_script(kept, dest) if kept else git_script(repo, ref, dest))

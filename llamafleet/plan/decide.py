@@ -107,6 +107,12 @@ def model_path_of(base: str | None, settings) -> str | None:
     return f"{paths_for(base).models}/{name}" if base and name else None
 
 
+def holds_model(role: str, settings) -> bool:
+    """Whether the device keeps the model file: the master loads it; a worker only with
+    `model_on_workers` (RPC sends a worker its tensors, it needs no file)."""
+    return role == "master" or bool(settings.model_on_workers)
+
+
 def server_address_of(name: str, settings) -> tuple[str, int]:
     """Where llama-server listens: llama_server_host (else the cluster address) and port."""
     return settings.llama_server_host or cluster_address_of(name, settings), settings.llama_server_port

@@ -1,18 +1,21 @@
 """Put the model on a device: sha256-checked, never re-sent when the device already has it.
 
 The file is written to `<dest>.part`, checked, then renamed (operations.transfer), so a half
-transfer or a wrong file never sits where llama-server reads its model.
+transfer or a wrong file never sits where llama-server reads its model. Before it sends a byte,
+the deploy adds the file's name to `.llamafleet-downloads` beside it: once the model changes,
+the prune task removes the files named there (and their `.part`), never one put there by hand.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.files import Sha256File
 
-from llamafleet.layout import model_file_name
+from llamafleet.layout import MODEL_RECORD, model_file_name
 from llamafleet.operations.archive import sha256_file
 from llamafleet.operations.transfer import upload_verified, verify_and_rename
 
@@ -46,18 +49,27 @@ def model_file(dest: str, sha256: str, src: str | None = None, url: str | None =
     if host.get_fact(Sha256File, path=dest) == sha256:
         host.noop(f"model {dest} is present with sha256 {sha256[:12]}")
         return
+    if not src and not url:
+        raise ValueError(f"{host.name}: model_url: neither model_url nor model_file is set")
+    if src and local_sha256(src) != sha256:
+        raise ValueError(f"{host.name}: model_file: {src} does not have model_sha256 {sha256}")
+    yield StringCommand("mkdir", "-p", QuoteString(posixpath.dirname(dest)))
+    yield record_download(dest)
     if src:
-        if local_sha256(src) != sha256:
-            raise ValueError(f"{host.name}: model_file: {src} does not have model_sha256 {sha256}")
         yield from upload_verified(os.path.expanduser(src), dest, sha256)
-    elif url:
+    else:
         part = f"{dest}.part"
-        yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(dest)))
         # -C - resumes the part an interrupted run left.
         yield StringCommand("curl", "-fL", "--retry", "3", "-C", "-", "-o", QuoteString(part), QuoteString(url))
         yield verify_and_rename(part, dest, sha256)
-    else:
-        raise ValueError(f"{host.name}: model_url: neither model_url nor model_file is set")
+
+
+def record_download(dest: str) -> StringCommand:
+    """Shell: add `dest`'s name to the record of files the deploy put beside it, once. Written
+    before the transfer, so a `.part` an interrupted one leaves is the deploy's too."""
+    record = QuoteString(posixpath.join(posixpath.dirname(dest), MODEL_RECORD))
+    name = QuoteString(posixpath.basename(dest))
+    return StringCommand("grep", "-qxF", name, record, "2>/dev/null", "||", "echo", name, ">>", record)
 
 
 def model_dest(settings, models_dir: str) -> str:

@@ -8,7 +8,10 @@ linux2 (worker). The tests run in order on one lab and share its state:
 3. a flag changed for the phones' class: exactly that class rebuilds (once);
 4. a compile killed halfway (controller and device side): the previous release stays intact,
    and the next run completes it;
-5. `pyinfra --serial`: still one compile for the phones (the first to run), the other fetches late.
+5. `pyinfra --serial`: still one compile for the phones (the first to run), the other fetches late;
+6. the phones' data set back to that of step 3: the kept release is swapped in, nothing compiles.
+
+These runs leave out tasks/prune.py: every release stays, so step 6 finds step 3's.
 
 Measured times are printed (run with -s to see them) and summarised at the end.
 """
@@ -248,7 +251,10 @@ def test_serial_run_still_compiles_once(lab, tmp_path):
     fixed order: the first phone to run compiles, the other fetches its binaries from it late."""
     before = compile_counts(lab)
     fresh_cache = tmp_path / "cache"  # nothing cached: the copy must come from the other phone
-    inventory = inventory_with(tmp_path, {"llama_cpu_arch": "x86-64-v2"})
+    # Inputs no earlier step used: step 3's would find its release kept and compile nothing (a
+    # define no source reads changes the class, not the compile commands: ccache answers).
+    inventory = inventory_with(tmp_path, {"llama_cpu_arch": "x86-64-v2",
+                                          "llama_cmake_args": [f"-DLLAMAFLEET_SERIAL_TEST={time.time_ns()}"]})
     env = {**os.environ, "LLAMAFLEET_BUILD_CACHE": str(fresh_cache)}
     result = subprocess.run(
         [PYINFRA, "-y", "--serial", str(inventory), *TASKS], cwd=REPO, env=env,
@@ -263,3 +269,23 @@ def test_serial_run_still_compiles_once(lab, tmp_path):
     assert "-DGGML_AVX2=OFF" in stamp(lab, "phone2")["inputs"]["cmake_args"]
     for host in PHONES:
         release_is_consistent(lab, host)
+
+
+def test_data_set_back_swaps_in_the_kept_release(lab, build_cache, tmp_path):
+    """A roll back: step 3's data again. Both phones still hold that release (these runs do not
+    prune), so neither compiles nor copies: each swaps it in after checking its checksums."""
+    before = compile_counts(lab)
+    started = time.monotonic()
+    output = assert_ok(deploy(build_cache, inventory_with(tmp_path, {"llama_cpu_arch": "x86-64-v2"})))
+    TIMINGS["roll_back_deploy_s"] = round(time.monotonic() - started, 1)
+
+    assert compile_counts(lab) == before
+    for host in PHONES:
+        assert f"[{host}] Success" in output
+        log = sh(lab, host, f"tail -n 5 {BASES[host]}/logs/build.log")
+        assert "switched back to" in log and "install start" not in log
+        phone = stamp(lab, host)
+        assert "-DGGML_AVX2=OFF" in phone["inputs"]["cmake_args"]
+        assert not [arg for arg in phone["inputs"]["cmake_args"] if "LLAMAFLEET_" in arg]
+        release_is_consistent(lab, host)
+    assert stamp(lab, "phone2") == stamp(lab, "phone1")

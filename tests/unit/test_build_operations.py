@@ -77,6 +77,7 @@ def phone_facts(**overrides):
         "CompilerAccepts": lambda flags, compiler: True,
         "LlamaSource": SOURCE,
         "InstalledBuild": None,
+        "Releases": None,  # no release kept from an earlier deploy (tests/unit/test_upgrade_rollback.py)
         "Sha256File": None,
     }
     facts.update(overrides)

@@ -51,12 +51,12 @@ def archive_op(facts):
 
 def test_archive_already_unpacked_is_a_noop():
     tree = {"identity": {"kind": "archive", "sha256": SHA}, "rpc_target": None, "server_target": None}
-    commands, noops = archive_op({"LlamaSource": tree, "Sha256File": None})
+    commands, noops = archive_op({"LlamaSource": tree, "Sha256File": None, "SourceTrees": None})
     assert commands == [] and noops == [f"llama.cpp source at /b/src/llama.cpp is archive {SHA[:12]}"]
 
 
 def test_new_archive_is_uploaded_verified_and_unpacked():
-    commands, _ = archive_op({"LlamaSource": None, "Sha256File": None})
+    commands, _ = archive_op({"LlamaSource": None, "Sha256File": None, "SourceTrees": None})
     assert [type(c) for c in commands] == [StringCommand, FileUploadCommand, StringCommand, StringCommand]
     assert commands[1].dest == "/b/src/archive.tar.gz.part"
     assert "sha256sum -c" in commands[2].get_raw_value()
@@ -65,13 +65,13 @@ def test_new_archive_is_uploaded_verified_and_unpacked():
 
 def test_upload_left_by_an_interrupted_run_is_not_sent_again():
     other = {"identity": {"kind": "archive", "sha256": "00" * 32}}
-    commands, _ = archive_op({"LlamaSource": other, "Sha256File": SHA})
+    commands, _ = archive_op({"LlamaSource": other, "Sha256File": SHA, "SourceTrees": None})
     assert [type(c) for c in commands] == [StringCommand]
 
 
 def test_git_same_ref_is_a_noop_other_ref_fetches():
     tree = {"identity": {"kind": "git", "repo": "https://x/llama.cpp", "ref": "b6000", "commit": "a" * 40}}
-    fake = FakeHost({"LlamaSource": tree})
+    fake = FakeHost({"LlamaSource": tree, "SourceTrees": None})
     with ctx_state.use(object()), ctx_host.use(fake):
         assert list(source.git._inner(repo="https://x/llama.cpp", ref="b6000", dest="/b/src/llama.cpp")) == []
         commands = list(source.git._inner(repo="https://x/llama.cpp", ref="b6001", dest="/b/src/llama.cpp"))
@@ -129,7 +129,9 @@ def test_archive_deploy_twice_then_a_new_archive(tmp_path):
     pyinfra_local(base, f"llama_cpp_archive={second}")
     assert "v2" in (tree / "CMakeLists.txt").read_text()
     trees = sorted(p.name for p in (base / "src").iterdir() if p.name.startswith("tree-"))
-    assert trees == [f"tree-archive-{sha256_file(str(second))[:12]}"]  # the old tree is gone
+    # The old tree stays for a roll back: removing trees is tasks/prune.py's (test_upgrade_*).
+    assert trees == sorted(f"tree-archive-{sha256_file(str(archive))[:12]}" for archive in (first, second))
+    assert os.readlink(tree) == f"tree-archive-{sha256_file(str(second))[:12]}"
 
 
 def test_git_ref_deploy(tmp_path):

@@ -64,8 +64,9 @@ def test_missing_model_is_uploaded_beside_and_renamed_after_the_check(model):
 def test_url_download_resumes_into_the_part_file():
     digest = "ab" * 32
     commands = [c.get_raw_value() for c in run(FakeHost("cd" * 32), dest=DEST, sha256=digest, url="http://x/m.gguf")]
-    assert commands[1] == f"curl -fL --retry 3 -C - -o {DEST}.part http://x/m.gguf"
-    assert f"mv -f {DEST}.part {DEST}" in commands[2]
+    # [0] mkdir, [1] the name recorded as the deploy's (tests/unit/test_upgrade_models.py)
+    assert commands[2] == f"curl -fL --retry 3 -C - -o {DEST}.part http://x/m.gguf"
+    assert f"mv -f {DEST}.part {DEST}" in commands[3]
 
 
 def test_a_controller_file_with_another_sha256_is_refused_before_sending(model):
