@@ -3,7 +3,8 @@
 Stands for: the host's boot and init system. For a phone that is Android booting, the Termux
 app's service daemon (runsvdir on $PREFIX/var/service) and the Termux:Boot app running
 ~/.termux/boot/*; for a Linux host it is a Debian box booted with runit (`runsvdir -P
-/etc/service`) instead of systemd.
+/etc/service`) instead of systemd. A systemd host's init (SPEC "boot": "systemd") only mounts
+its overlay root and boots real systemd under systemd-nspawn (hostinit_nspawn.py).
 
     python hostinit.py launch SPEC.json   # run by `lab up`: prints {"init_pid": N, ...}
     python hostinit.py init SPEC.json FD   # the init itself (started by launch)

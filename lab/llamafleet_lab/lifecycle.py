@@ -88,7 +88,8 @@ def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master
             existing = None
         if existing is not None:
             return UpResult(_check_existing(existing, phones, linux, list(systemd), master), already_up=True, seconds=0.0)
-        leftovers = network.leftovers() + phone.cgroup_leftovers() + [f"cgroup {path}" for path in systemd_host.container_cgroups()]
+        leftovers = network.leftovers() + phone.cgroup_leftovers()
+        leftovers += [f"cgroup {path}" for path in systemd_host.container_cgroups()]
         if leftovers:
             raise LabError(
                 "pieces of an earlier lab are still there (" + ", ".join(leftovers) + "): run `llamafleet lab down` first"
@@ -240,7 +241,8 @@ def _down_locked(directory: Path) -> DownResult:
         state = None
     init_pids = set(state.init_pids.values()) if state else set()
     init_pids |= find_inits.running_inits(directory)
-    if state is None and not init_pids and not network.leftovers() + phone.cgroup_leftovers() + systemd_host.container_cgroups() and not directory.exists():
+    leftovers = network.leftovers() + phone.cgroup_leftovers() + systemd_host.container_cgroups()
+    if state is None and not init_pids and not leftovers and not directory.exists():
         return DownResult(was_up=False, seconds=0.0, problems=[])
 
     problems = []

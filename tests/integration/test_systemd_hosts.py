@@ -132,13 +132,35 @@ def remove(*extra: str) -> subprocess.CompletedProcess:
     return run(str(BIN / "llamafleet"), "remove", str(WORKDIR / FULL_INVENTORY), *extra, timeout=900)
 
 
+# What `llamafleet remove` leaves by design (host_snapshot's docstring): processes of the
+# packages the deploy installed or of the test's own logins, directories a user's files may be in,
+# and the empty built-in chains iptables-nft keeps once it was used (no rule, policy accept).
+LEFT_PROCESSES = {"phone": {"runsvdir", "runsv"},  # termux-services' supervisor (the package's)
+                  "linux": {"systemd", "(sd-pam)"}}  # systemd --user of a login the test made
+LEFT_DIRECTORIES = {"/data/data/com.termux/files/home/.termux/boot", "/data/data/com.termux/files/usr/var/log/sv",
+                    "/etc/iptables", "/etc/nftables.d"}
+EMPTY_BUILTIN_CHAIN = re.compile(r"^(table ip6? filter \{|\tchain (INPUT|FORWARD|OUTPUT) \{|"
+                                 r"\t\ttype filter hook \w+ priority filter; policy accept;|\t\}|\})$")
+
+
 def unexpected(name: str) -> dict:
-    """What differs on `name` from before the first deploy, less what remove leaves by design
-    (host_snapshot's docstring): the phone's runsvdir, started by the termux-services package."""
-    changed = differences(BEFORE[name], snapshot(lab_exec, name, home=load_state().host(name).home))
+    """What differs on `name` from before the first deploy, less what remove leaves by design."""
+    after = snapshot(lab_exec, name, home=load_state().host(name).home)
+    changed = differences(BEFORE[name], after)
     processes = changed.get("processes")
-    if processes and not processes["gone"] and set(processes["new"]) <= {"runsvdir"}:
+    if processes and not processes["gone"] and set(processes["new"]) <= LEFT_PROCESSES[after["kind"]]:
         del changed["processes"]
+    files = changed.get("files")
+    if files:
+        made = {line.rsplit("  ", 1)[0] for line in files["new"] if line.endswith("  d")}
+        absent = {line.rsplit("  ", 1)[0] for line in files["gone"] if line.endswith("  absent")}
+        if made == absent and made <= LEFT_DIRECTORIES and len(made) == len(files["new"]) == len(files["gone"]):
+            del changed["files"]
+    nftables = changed.get("nftables")
+    if nftables and not nftables["gone"] and all(EMPTY_BUILTIN_CHAIN.match(line) for line in nftables["new"]):
+        del changed["nftables"]
+    if changed:
+        print(f"\n{name} differs from before the first deploy: {changed}")
     return changed
 
 
