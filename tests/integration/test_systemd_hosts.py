@@ -309,6 +309,87 @@ def test_a_phone_taken_out_and_removed_is_as_before_and_the_others_serve(lab):
     completion()
 
 
+# --- upgrade and roll back ---------------------------------------------------------------------
+
+UPGRADED = "inventory/upgraded.py"
+UPGRADED_SOURCE = '''"""The lab without phone1, on a new llama.cpp archive and a new model file (written by
+tests/integration/test_systemd_hosts.py)."""
+from llamafleet_lab import inventory_groups
+
+_groups = inventory_groups()
+_new = {"llama_cpp_archive": %r, "model_file": %r}
+termux = [entry for entry in _groups["termux"] if entry[0] != "phone1"]
+linux = [(name, {**data, **_new}) for name, data in _groups["linux"]]
+'''
+BASE = "/opt/llamafleet"
+
+
+def releases(name: str) -> tuple[list[str], str]:
+    """The releases kept on `name` and the one <base>/bin points to."""
+    listing = lab_exec(name, f"ls {BASE}/releases; readlink {BASE}/bin", root=True).stdout.split()
+    return sorted(listing[:-1]), listing[-1].rstrip("/").rsplit("/", 1)[-1]
+
+
+def models(name: str) -> list[str]:
+    return sorted(lab_exec(name, f"ls {BASE}/models 2>/dev/null", root=True).stdout.split())
+
+
+def repacked_archive(source: Path, target: Path) -> None:
+    """The same llama.cpp with one more file: a new archive (new sha256, new source identity),
+    as a new llama.cpp release is to the deploy."""
+    import tarfile
+    import io
+
+    with tarfile.open(source) as old, tarfile.open(target, "w:gz", compresslevel=1) as new:
+        for member in old:
+            new.addfile(member, old.extractfile(member) if member.isfile() else None)
+        note = tarfile.TarInfo(f"{old.getnames()[0].split('/')[0]}/UPGRADE-DRILL")
+        data = b"llamafleet upgrade drill\n"
+        note.size = len(data)
+        new.addfile(note, io.BytesIO(data))
+
+
+def test_an_upgrade_rebuilds_restarts_workers_first_and_keeps_one_previous_build(lab):
+    global INVENTORY
+    from llamafleet_lab import assets
+
+    before = {name: releases(name) for name in (MASTER, UFW, FIREWALLD, RUNIT)}
+    archive, model = WORKDIR / "llama-upgraded.tar.gz", WORKDIR / "gemma-upgraded.gguf"
+    repacked_archive(assets.llama_cpp_archive_path(), archive)
+    shutil.copyfile(assets.model_path(), model)
+    (WORKDIR / UPGRADED).write_text(UPGRADED_SOURCE % (str(archive), str(model)))
+    INVENTORY = UPGRADED
+    result, seconds = deploy()
+    FIGURES["upgrade deploy (archive and model)"] = f"{seconds:.0f} s"
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "compiling" in output
+    for name, (kept, current) in before.items():
+        now_kept, now_current = releases(name)
+        assert now_current != current and set(now_kept) == {current, now_current}, (name, kept, now_kept)
+    assert models(MASTER) == [model.name]  # the old model removed, only the new one
+    completion()
+    again = deploy()[0]
+    assert changes(again.stdout + again.stderr) == ("-", "-"), again.stderr[-4000:]
+
+
+def test_a_rollback_reuses_the_kept_build_without_compiling(lab):
+    global INVENTORY
+    upgraded = {name: releases(name) for name in (MASTER, UFW, FIREWALLD, RUNIT)}
+    INVENTORY = WITHOUT_PHONE
+    result, seconds = deploy()
+    FIGURES["rollback deploy"] = f"{seconds:.0f} s"
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "compiling" not in output
+    for name, (kept, current) in upgraded.items():
+        now_kept, now_current = releases(name)
+        assert set(now_kept) == set(kept) and now_current != current, (name, kept, now_current)
+        log = lab_exec(name, f"tail -20 {BASE}/logs/build.log", root=True).stdout
+        assert "switched back to" in log, (name, log)
+    completion()
+
+
 def test_remove_returns_every_host_to_its_state_before_the_first_deploy(lab):
     result = remove()
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
