@@ -40,17 +40,31 @@ def require_root() -> None:
         )
 
 
+_HELD = {"depth": 0}  # lab_lock's nesting in this process
+
+
 @contextlib.contextmanager
 def lab_lock():
     """One lab command at a time. The lock is on the state dir's parent (which always exists
-    and is not ours to create), so it leaves no file behind."""
+    and is not ours to create), so it leaves no file behind. Re-entrant within one process: a
+    second flock on a new descriptor would wait for this process's own lock forever (seen once
+    in a test session: `up` blocked behind a lock its own `down` had taken)."""
+    if _HELD["depth"]:
+        _HELD["depth"] += 1
+        try:
+            yield
+        finally:
+            _HELD["depth"] -= 1
+        return
     parent = state_dir().parent
     parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
+        _HELD["depth"] = 1
         yield
     finally:
+        _HELD["depth"] = 0
         os.close(descriptor)
 
 
@@ -249,7 +263,8 @@ def _down_locked(directory: Path) -> DownResult:
     phone.thaw_all()  # a dozing phone's frozen processes would not take the kernel's SIGKILL
     # A systemd host's systemd is not killed with its nspawn: SIGKILL to it (PID 1 of its own
     # PID namespace) ends the whole container; found by its environment, so a crashed lab's too.
-    for pid in find_inits.containers_below(directory):
+    containers = find_inits.containers_below(directory)
+    for pid in containers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for pid in init_pids:
@@ -258,7 +273,9 @@ def _down_locked(directory: Path) -> DownResult:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + INIT_EXIT_TIMEOUT
-    while (alive := [pid for pid in init_pids if find_inits.process_exists(pid)]) and time.monotonic() < deadline:
+    # The containers too: their cgroups can be removed only once their processes are gone.
+    waited = init_pids | containers
+    while (alive := [pid for pid in waited if find_inits.process_exists(pid)]) and time.monotonic() < deadline:
         time.sleep(0.05)
     if alive:
         problems.append(f"init processes still present after {INIT_EXIT_TIMEOUT:.0f}s: {sorted(alive)}")

@@ -126,3 +126,25 @@ def test_a_sudo_user_host_is_an_ordinary_account_with_passwordless_sudo(tmp_path
 def test_bad_sudo_users_and_firewalls_are_refused(spec):
     with pytest.raises(ValueError, match="--systemd"):
         plan_hosts(0, 1, (spec,))
+
+
+def test_lab_lock_is_reentrant_within_one_process(tmp_path, monkeypatch):
+    # A second flock on a new descriptor of the same file would wait for this process's own lock.
+    import threading
+
+    from llamafleet_lab import lifecycle
+
+    monkeypatch.setenv("LLAMAFLEET_LAB_DIR", str(tmp_path / "lab"))
+    done = threading.Event()
+
+    def nested():
+        with lifecycle.lab_lock():
+            with lifecycle.lab_lock():
+                done.set()
+
+    worker = threading.Thread(target=nested, daemon=True)
+    worker.start()
+    worker.join(5)
+    assert done.is_set()
+    with lifecycle.lab_lock():  # released: taken again at once
+        pass
