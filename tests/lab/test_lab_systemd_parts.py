@@ -148,3 +148,26 @@ def test_lab_lock_is_reentrant_within_one_process(tmp_path, monkeypatch):
     assert done.is_set()
     with lifecycle.lab_lock():  # released: taken again at once
         pass
+
+
+def test_lab_lock_held_by_a_forgotten_descriptor_of_this_process_does_not_block_it(tmp_path, monkeypatch):
+    import fcntl
+    import os
+    import threading
+
+    from llamafleet_lab import lifecycle
+
+    monkeypatch.setenv("LLAMAFLEET_LAB_DIR", str(tmp_path / "lab"))
+    forgotten = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(forgotten, fcntl.LOCK_EX)
+    done = threading.Event()
+
+    def take():
+        with lifecycle.lab_lock():
+            done.set()
+
+    worker = threading.Thread(target=take, daemon=True)
+    worker.start()
+    worker.join(5)
+    os.close(forgotten)
+    assert done.is_set()
