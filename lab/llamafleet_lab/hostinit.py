@@ -67,12 +67,18 @@ def run_init(spec_path: str, ready_fd: int) -> int:
         signal.signal(number, lambda *_: None)
     signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
     if spec.get("boot") == "systemd":
-        return _run_nspawn_host(spec, ready_fd)
+        # A systemd host: its init is systemd itself, in systemd-nspawn (hostinit_nspawn.py).
+        host = NspawnHost(spec)
+        return _start_then_serve(host, [host.boot], ready_fd)
     init = HostInit(spec)
+    return _start_then_serve(init, [init.setup, init.start_sshd, init.boot], ready_fd)
+
+
+def _start_then_serve(init, steps, ready_fd: int) -> int:
+    """Run the boot steps, tell the launcher "ready" (or the error), then serve until power-off."""
     try:
-        init.setup()
-        init.start_sshd()
-        init.boot()
+        for step in steps:
+            step()
     except BaseException as error:
         traceback.print_exc()
         os.write(ready_fd, f"error: {error}\n".encode())
@@ -80,21 +86,6 @@ def run_init(spec_path: str, ready_fd: int) -> int:
     os.write(ready_fd, b"ready\n")
     os.close(ready_fd)
     init.serve()
-    return 0
-
-
-def _run_nspawn_host(spec: dict, ready_fd: int) -> int:
-    """A systemd host: its init is systemd itself, in systemd-nspawn (hostinit_nspawn.py)."""
-    host = NspawnHost(spec)
-    try:
-        host.boot()
-    except BaseException as error:
-        traceback.print_exc()
-        os.write(ready_fd, f"error: {error}\n".encode())
-        return 1
-    os.write(ready_fd, b"ready\n")
-    os.close(ready_fd)
-    host.serve()
     return 0
 
 
