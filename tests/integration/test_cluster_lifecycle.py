@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from llamafleet_lab import sshd as lab_ssh
 from llamafleet.serving.probes import tcp_reachable
 from llamafleet.serving.secrets import secrets_location
 from llamafleet.verify_cli import complete
+
+from cluster_steps import changes, copy_deploy_dir, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -49,12 +50,6 @@ def deploy(*extra: str) -> tuple[subprocess.CompletedProcess, float]:
     result = run(str(BIN / "pyinfra"), "-y", INVENTORY, "deploy.py", *extra)
     return result, time.monotonic() - started
 
-
-def changes(output: str) -> tuple[str, str]:
-    """(success, error) columns of pyinfra's 'Grand total' line: '-' means none."""
-    match = re.search(r"Grand total\s+\d+\s+(\S+)\s+(\S+)\s+(\S+)", output)
-    assert match, f"no results table in pyinfra's output:\n{output[-3000:]}"
-    return match.group(1), match.group(2)
 
 
 def verify(*extra: str) -> subprocess.CompletedProcess:
@@ -115,14 +110,6 @@ def input_rules(host: str) -> list[str]:
     return [line for line in iptables_s(host, "INPUT") if line.startswith("-A ")]
 
 
-def wait_for(check, seconds: float, interval: float = 0.5) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
-
 
 # linux2 is the third worker of the lab inventory (after the two phones): a first deploy gives
 # the workers rpc_port_base, +1, +2 in inventory order, and later deploys keep them.
@@ -137,12 +124,7 @@ def lab(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (network namespaces, sshd per host)")
     global WORKDIR
-    # A copy of the deploy directory: the secrets the deploy keeps beside the inventory and the
-    # build cache it keeps in .llamafleet/ belong to this test run, not to the developer's checkout.
-    WORKDIR = tmp_path_factory.mktemp("deploy")
-    for item in ("deploy.py", "tasks", "group_data", "templates", "inventory"):
-        source = REPO / item
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, WORKDIR / item)
+    WORKDIR = copy_deploy_dir(tmp_path_factory.mktemp("deploy"))
     down()
     up(phones=2, linux=2)
     yield load_state()

@@ -29,6 +29,7 @@ from llamafleet_lab import down, lab_exec, load_state, reboot, up
 from llamafleet.serving.probes import tcp_reachable
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cluster_steps import changes, copy_deploy_dir, wait_for  # noqa: E402
 from host_snapshot import differences, snapshot  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -66,23 +67,10 @@ def deploy() -> tuple[subprocess.CompletedProcess, float]:
     return result, time.monotonic() - started
 
 
-def changes(output: str) -> tuple[str, str]:
-    match = re.search(r"Grand total\s+\d+\s+(\S+)\s+(\S+)\s+(\S+)", output)
-    assert match, f"no results table in pyinfra's output:\n{output[-3000:]}"
-    return match.group(1), match.group(2)
-
 
 def verify() -> subprocess.CompletedProcess:
     return run(str(BIN / "llamafleet"), "verify", INVENTORY, "--", "-x", "-p", "no:randomly", timeout=900)
 
-
-def wait_for(check, seconds: float, interval: float = 0.25) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def host(state, name: str):
@@ -169,10 +157,7 @@ def lab(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (network namespaces, systemd-nspawn)")
     global WORKDIR
-    WORKDIR = tmp_path_factory.mktemp("deploy-systemd")
-    for item in ("deploy.py", "tasks", "group_data", "templates", "inventory"):
-        source = REPO / item
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, WORKDIR / item)
+    WORKDIR = copy_deploy_dir(tmp_path_factory.mktemp("deploy-systemd"))
     down()
     started = time.monotonic()
     up(phones=1, linux=1, systemd=("none", "ufw@alice", "firewalld"), master=MASTER)
@@ -265,14 +250,14 @@ def test_killed_worker_is_back_within_5_seconds(lab):
     lab_exec(UFW, f"kill -9 {before}")
     started = time.monotonic()
     assert wait_for(lambda: main_pid(UFW, WORKER_UNIT) not in (0, before)
-                    and port_open(MASTER, lab.host(UFW).address, rpc_port(UFW)), 5.0)
+                    and port_open(MASTER, lab.host(UFW).address, rpc_port(UFW)), 5.0, interval=0.25)
     FIGURES["worker back after kill"] = f"{time.monotonic() - started:.1f} s"
 
 
 def test_rebooted_hosts_come_back_with_services_and_rules(lab):
     for name in (UFW, FIREWALLD):
         reboot(name)
-        assert wait_for(lambda: lab_exec(name, f"systemctl is-active {WORKER_UNIT}").stdout.strip() == "active", 60), name
+        assert wait_for(lambda: lab_exec(name, f"systemctl is-active {WORKER_UNIT}").stdout.strip() == "active", 60, interval=0.25), name
     _firewall_holds(lab)
     deadline = time.monotonic() + 240
     while True:  # llama-server lost its workers at the reboot: systemd restarts it, it reloads
