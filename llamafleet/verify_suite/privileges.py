@@ -18,10 +18,11 @@ from typing import Iterable
 
 # Every process with its user and whole command line. Termux has no `ps` until procps is
 # installed: then /proc, where Android shows an app its own processes (the owner of
-# /proc/PID is the process's user).
+# /proc/PID is the process's user). A command line may hold any bytes: only printable ones
+# are kept, so the listing always decodes.
 PS_COMMAND = (
     "ps -ww -eo user:32,pid,args 2>/dev/null || for d in /proc/[0-9]*; do "
-    "a=$(tr '\\000' ' ' < \"$d/cmdline\" 2>/dev/null); "
+    "a=$(tr -c '[:print:]' ' ' < \"$d/cmdline\" 2>/dev/null); "
     "[ -n \"$a\" ] && echo \"$(stat -c %U \"$d\" 2>/dev/null) ${d#/proc/} $a\"; done; true"
 )
 
