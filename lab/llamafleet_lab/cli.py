@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from llamafleet_lab import execute, lifecycle, phone
+from llamafleet_lab import arm_phone, execute, lifecycle, phone
 from llamafleet_lab.state import LabError, LabNotUp, load_state
 
 EXIT_NOT_ROOT = 2
@@ -34,6 +34,12 @@ def register(subparsers) -> None:
              "(e.g. --systemd ufw,firewalld); default none",
     )
     up.add_argument("--master", default="linux1", metavar="HOST", help="the cluster's master in the lab inventory (default linux1)")
+    up.add_argument(
+        "--soc", action="append", default=None, metavar="PHONE=SOC",
+        help="make a phone an ARM device of a real SoC, its programs run by qemu-user (SoCs: "
+             + ", ".join(sorted(arm_phone.SOCS)) + f"); repeatable; default phone2={arm_phone.DEFAULT_SOC} "
+             "when there are 2 phones or more; --soc none: every phone of this machine's architecture",
+    )
     up.set_defaults(func=_guarded(cmd_up))
 
     status = commands.add_parser("status", help="list the hosts and whether their sshd answers")
@@ -108,9 +114,23 @@ def _phone_action(action, *arguments) -> int:
     return 0
 
 
+def _socs(args) -> dict[str, str]:
+    if args.soc is None:
+        return {"phone2": arm_phone.DEFAULT_SOC} if args.phones >= 2 else {}
+    socs = {}
+    for spec in args.soc:
+        if spec == "none":
+            continue
+        name, sep, chosen = spec.partition("=")
+        if not sep:
+            raise ValueError(f"--soc {spec}: expected PHONE=SOC, e.g. phone2={arm_phone.DEFAULT_SOC}")
+        socs[name.strip()] = chosen.strip()
+    return socs
+
+
 def cmd_up(args) -> int:
     systemd = tuple(name.strip() for name in args.systemd.split(",") if name.strip())
-    result = lifecycle.up(args.phones, args.linux, systemd=systemd, master=args.master,
+    result = lifecycle.up(args.phones, args.linux, systemd=systemd, master=args.master, socs=_socs(args),
                           progress=lambda message: print(f"  {message}", file=sys.stderr))
     names = ", ".join(host.name for host in result.state.hosts)
     if result.already_up:

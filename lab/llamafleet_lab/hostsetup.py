@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from llamafleet_lab import android_edge, sshd, systemd_host, termux
+from llamafleet_lab import android_edge, arm_phone, sshd, systemd_host, termux
 from llamafleet_lab.topology import LabHost
 
 # Paths a deploy writes on a Linux host (llamafleet_dir /opt/llamafleet, runit services,
@@ -61,13 +61,20 @@ def mount_points(hosts: list[LabHost]) -> list[str]:
     points: list[str] = []
     if any(host.is_phone for host in hosts):
         points += ["/data", "/system", "/etc/passwd", "/etc/group", "/etc/profile", *PHONE_HIDDEN_PATHS, "/run"]
+    if any(host.soc for host in hosts):
+        points.append(arm_phone.PRELOAD_FILE)
     if any(not host.is_phone and not host.boots_systemd for host in hosts):
         points += [*LINUX_PRIVATE_PATHS, "/run"]
     return list(dict.fromkeys(points))
 
 
+# Mount points that are files: an empty /etc/ld.so.preload preloads nothing on the machine.
+_FILE_POINTS = (arm_phone.PRELOAD_FILE,)
+
+
 def create_missing_dirs(paths: list[str]) -> list[str]:
-    """mkdir each missing path (and missing parents); return the created dirs, parents first."""
+    """mkdir each missing path (and missing parents), or create an empty file for the file
+    mount points; return what was created, parents first."""
     created: list[str] = []
     for path in paths:
         missing = []
@@ -76,7 +83,10 @@ def create_missing_dirs(paths: list[str]) -> list[str]:
             missing.append(current)
             current = current.parent
         for directory in reversed(missing):
-            directory.mkdir(mode=0o755)
+            if str(directory) in _FILE_POINTS:
+                directory.touch(mode=0o644)
+            else:
+                directory.mkdir(mode=0o755)
             created.append(str(directory))
     return created
 
@@ -87,6 +97,11 @@ def remove_created_dirs(created: list[str]) -> list[str]:
     kept = []
     for path in reversed(created):
         try:
+            if path in _FILE_POINTS and os.path.isfile(path):
+                if os.path.getsize(path):
+                    raise OSError("not empty any more")
+                os.unlink(path)
+                continue
             os.rmdir(path)
         except FileNotFoundError:
             pass
@@ -162,9 +177,11 @@ def build_phone_host(host: LabHost, host_dir: Path, authorized_key: str) -> dict
     system_root = storage_path(host_dir, "/system")
     termux.write_system_files(host, system_root)
     android = _android_spec(host, host_dir, data_root)
+    arm_mounts = arm_phone.phone_files(host.soc, host_dir, system_root) if host.soc else []
 
     mounts = [{"type": "bind", "source": str(data_root), "target": "/data"}]
     mounts.append({"type": "bind", "source": str(system_root), "target": "/system"})
+    mounts += arm_mounts
     mounts += [{"type": "bind", "source": str(etc / name), "target": f"/etc/{name}"} for name in ("passwd", "group", "profile")]
     mounts += [{"type": "bind", "source": str(empty), "target": path} for path in PHONE_HIDDEN_PATHS]
     mounts.append({"type": "tmpfs", "target": "/run", "options": "mode=0755"})

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llamafleet_lab.locking import lab_lock
-from llamafleet_lab import find_inits, hostinit, hostsetup, network, phone, rootfs, sshd, systemd_host
+from llamafleet_lab import arm_phone, find_inits, hostinit, hostsetup, network, phone, rootfs, sshd, systemd_host
 from llamafleet_lab.state import MARKER_FILE, LabError, LabNotUp, LabState, load_state
 from llamafleet_lab.topology import LabHost, plan_hosts, state_dir
 
@@ -55,15 +55,18 @@ class UpResult:
     seconds: float
 
 
-def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master: str = "linux1", progress=None) -> UpResult:
+def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master: str = "linux1",
+       socs: dict[str, str] | None = None, progress=None) -> UpResult:
     """Bring the lab up (idempotent: an identical running lab is left as it is).
 
     `systemd` names the firewall of each systemd host (sysd1, sysd2, ...); `master` is the host
-    the lab's inventory makes the cluster's master. Raises LabError when a lab of another size
+    the lab's inventory makes the cluster's master; `socs` makes phones ARM devices of real SoCs
+    ({"phone2": "google-tensor-g2"}, llamafleet_lab.arm_phone). Raises LabError when a lab of another size
     is up (take it down first) or a previous lab left pieces behind.
     """
     require_root()
-    hosts = plan_hosts(phones, linux, systemd)  # ValueError for impossible sizes, before touching anything
+    socs = dict(socs or {})
+    hosts = plan_hosts(phones, linux, systemd, socs)  # ValueError for impossible sizes, before touching anything
     if master not in {host.name for host in hosts if host.kind == "linux"}:
         raise ValueError(f"--master must be one of the lab's Linux hosts, got {master!r}")
     say = progress or (lambda message: None)
@@ -73,14 +76,14 @@ def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master
         except LabNotUp:
             existing = None
         if existing is not None:
-            return UpResult(_check_existing(existing, phones, linux, list(systemd), master), already_up=True, seconds=0.0)
+            return UpResult(_check_existing(existing, phones, linux, list(systemd), master, socs), already_up=True, seconds=0.0)
         leftovers = network.leftovers() + phone.cgroup_leftovers()
         leftovers += [f"cgroup {path}" for path in systemd_host.container_cgroups()]
         if leftovers:
             raise LabError(
                 "pieces of an earlier lab are still there (" + ", ".join(leftovers) + "): run `llamafleet lab down` first"
             )
-        missing = _missing_programs(bool(systemd))
+        missing = _missing_programs(bool(systemd)) + (arm_phone.missing_programs() if socs else [])
         if missing:
             raise LabError("the lab needs these programs, which are missing: " + ", ".join(missing))
         started = time.monotonic()
@@ -92,7 +95,7 @@ def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master
         directory.chmod(0o700)  # phone users must not reach the lab key or other hosts' files
         (directory / MARKER_FILE).write_text("state directory of `llamafleet lab`; `lab down` deletes it\n")
         state = LabState(directory=directory, phones=phones, linux=linux, hosts=hosts, started_at=time.time(),
-                         systemd=list(systemd), master=master)
+                         systemd=list(systemd), master=master, socs=socs)
         state.save()
         try:
             _build(state, say)
@@ -115,13 +118,15 @@ def _check_state_dir_location(directory: Path, hosts: list[LabHost]) -> None:
             )
 
 
-def _check_existing(state: LabState, phones: int, linux: int, systemd: list[str], master: str) -> LabState:
-    if (state.phones, state.linux, state.systemd, state.master) != (phones, linux, systemd, master):
-        def shape(p, l, s, m):
-            return f"{p} phones, {l} Linux hosts, systemd hosts [{','.join(s)}], master {m}"
+def _check_existing(state: LabState, phones: int, linux: int, systemd: list[str], master: str,
+                    socs: dict[str, str]) -> LabState:
+    if (state.phones, state.linux, state.systemd, state.master, state.socs) != (phones, linux, systemd, master, socs):
+        def shape(p, l, s, m, c):
+            arm = ",".join(f"{name}={chosen}" for name, chosen in sorted(c.items())) or "none"
+            return f"{p} phones (ARM: {arm}), {l} Linux hosts, systemd hosts [{','.join(s)}], master {m}"
         raise LabError(
-            f"a lab with {shape(state.phones, state.linux, state.systemd, state.master)} is up; "
-            f"run `llamafleet lab down` first to get {shape(phones, linux, systemd, master)}"
+            f"a lab with {shape(state.phones, state.linux, state.systemd, state.master, state.socs)} is up; "
+            f"run `llamafleet lab down` first to get {shape(phones, linux, systemd, master, socs)}"
         )
     dead = [host.name for host in state.hosts if not find_inits.init_alive(state.init_pids.get(host.name))]
     if state.phase != "up" or dead:
@@ -140,6 +145,10 @@ def _build(state: LabState, say) -> None:
     say("creating mount points the hosts need")
     state.created_paths = hostsetup.create_missing_dirs(hostsetup.mount_points(state.hosts))
     state.save()
+
+    if state.socs:
+        say("registering qemu-user for the ARM phones' programs (binfmt_misc)")
+        arm_phone.install_machine_pieces()
 
     root = None
     if any(host.boots_systemd for host in state.hosts):
@@ -253,6 +262,7 @@ def _down_locked(directory: Path) -> DownResult:
         problems.append(f"init processes still present after {INIT_EXIT_TIMEOUT:.0f}s: {sorted(alive)}")
 
     problems += network.destroy_network()
+    problems += arm_phone.remove_machine_pieces()
     problems += systemd_host.remove_container_cgroups()
     problems += phone.remove_cgroups()
     if state is not None:

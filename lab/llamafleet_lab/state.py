@@ -46,6 +46,7 @@ class LabState:
     phase: str = "starting"
     systemd: list[str] = field(default_factory=list)  # the firewall of each systemd host sysd<i>
     master: str = "linux1"
+    socs: dict[str, str] = field(default_factory=dict)  # ARM phones: phone name → SoC
     init_pids: dict[str, int] = field(default_factory=dict)
     created_paths: list[str] = field(default_factory=list)
     network_created: bool = False
@@ -106,6 +107,7 @@ class LabState:
             "linux": self.linux,
             "systemd": self.systemd,
             "master": self.master,
+            "socs": self.socs,
             "started_at": self.started_at,
             "hosts": [host.to_dict() for host in self.hosts],
             "init_pids": self.init_pids,
@@ -142,6 +144,7 @@ def load_state(directory: Path | None = None) -> LabState:
         linux=data["linux"],
         systemd=list(data.get("systemd", [])),
         master=data.get("master", "linux1"),
+        socs=dict(data.get("socs", {})),
         hosts=[LabHost.from_dict(host) for host in data["hosts"]],
         phase=data["phase"],
         init_pids={name: int(pid) for name, pid in data["init_pids"].items()},

@@ -87,7 +87,8 @@ PACKAGE_FILES: dict[str, PackageFiles] = {
     # --- toolchain -----------------------------------------------------------------------------
     # Termux's clang links cc and c++ to itself; its linker and archiver come with it (lld and
     # LLVM's binutils in Termux, the machine's binutils here).
-    "clang": _x(("clang", "clang-14"), ("bin/cc", "/usr/bin/clang"), ("bin/c++", "/usr/bin/clang++")),
+    # On an ARM lab phone they build for it (the stand-in adds --target; see bin/clang).
+    "clang": _x(("clang", "clang-14"), *[(f"bin/{name}", "lab:clang") for name in ("clang", "clang++", "cc", "c++")]),
     "lld": _x((), ("bin/ld", "/usr/bin/ld"), ("bin/ld.lld", "/usr/bin/ld")),
     "libllvm": _x((), *[(f"bin/{tool}", f"/usr/bin/{tool}") for tool in ("ar", "ranlib", "nm", "strip", "objcopy", "objdump", "as")]),
     "cmake": _f("cmake"),

@@ -85,6 +85,9 @@ class LabHost:
     # (a Debian rootfs booting real systemd in systemd-nspawn, llamafleet_lab.systemd_host).
     boot: str = "runit"
     firewall: str = "none"  # a systemd host's firewall, one of SYSTEMD_FIREWALLS
+    # A phone that is an ARM device of this real SoC (llamafleet_lab.arm_phone.SOCS); "" is a
+    # phone of the machine's own architecture.
+    soc: str = ""
 
     @property
     def netns(self) -> str:
@@ -123,10 +126,12 @@ def phone_user(index: int) -> tuple[str, int]:
     return f"u0_a{app_id}", _ANDROID_APP_UID_BASE + app_id
 
 
-def plan_hosts(phones: int, linux: int, systemd: tuple[str, ...] | list[str] = ()) -> list[LabHost]:
+def plan_hosts(phones: int, linux: int, systemd: tuple[str, ...] | list[str] = (),
+               socs: dict[str, str] | None = None) -> list[LabHost]:
     """All lab hosts for the given sizes: linux1..M (linux1 is the master), phone1..N, one
     systemd host sysd<i> per entry of `systemd` ("FW" or "FW@USER": its firewall, and the
-    ordinary user with sudo its owner logs in as), outsider.
+    ordinary user with sudo its owner logs in as), outsider. `socs` makes phones ARM devices:
+    {"phone2": "google-tensor-g2"}.
 
     Raises ValueError for sizes the address plan cannot hold. At least one Linux host is
     needed: linux1 is the cluster's master.
@@ -134,6 +139,13 @@ def plan_hosts(phones: int, linux: int, systemd: tuple[str, ...] | list[str] = (
     if len(systemd) > MAX_SYSTEMD:
         raise ValueError(f"--systemd takes at most {MAX_SYSTEMD} hosts, got {len(systemd)}")
     parsed = [parse_systemd_host(spec) for spec in systemd]
+    socs = dict(socs or {})
+    from llamafleet_lab.arm_phone import soc as known_soc
+
+    for name, chosen in socs.items():
+        if name not in {f"phone{index}" for index in range(1, phones + 1)}:
+            raise ValueError(f"--soc {name}={chosen}: the lab has no phone {name}")
+        known_soc(chosen)  # SocError (a ValueError) for an unknown SoC
     if not 0 <= phones <= MAX_PHONES:
         raise ValueError(f"--phones must be between 0 and {MAX_PHONES}, got {phones}")
     if not 1 <= linux <= MAX_LINUX:
@@ -168,6 +180,7 @@ def plan_hosts(phones: int, linux: int, systemd: tuple[str, ...] | list[str] = (
                 uid=uid,
                 gid=uid,
                 home=TERMUX_HOME,
+                soc=socs.get(f"phone{index}", ""),
             )
         )
     for index, (firewall, sudo_user) in enumerate(parsed, start=1):

@@ -1,0 +1,276 @@
+"""A lab phone that is an ARM device of a real SoC, as far as every program on it can tell.
+
+`lab up --soc phone2=google-tensor-g2` makes phone2 such a device. Stands for:
+- **/proc/cpuinfo** of the real SoC: the dump in socs/ (from hrw/arm-socs-table, see
+  SOCS), bind-mounted over the phone's own procfs file.
+- **uname(2) says aarch64**: the phone's userland is the machine's x86_64 programs (sh, cmake,
+  python, coreutils), so /etc/ld.so.preload in the phone's mount namespace loads a small library
+  that rewrites the machine field of uname() in every dynamically linked program; `uname -m`,
+  CMake's CMAKE_SYSTEM_PROCESSOR and Python's platform.machine() all read it. Programs built for
+  the phone run under qemu-user, which reports aarch64 itself.
+- **sysfs CPUs and cpufreq** (/sys/devices/system/cpu: online, cpuN/cpufreq/cpuinfo_max_freq,
+  topology): the SoC's CPUs with the clocks its vendor publishes, so big and little cores differ
+  as on the real phone (kernel ABI: Documentation/ABI/testing/sysfs-devices-system-cpu).
+- **an ARM CPU that runs what the phone builds**: aarch64 ELF files are handed by binfmt_misc
+  (kernel Documentation/admin-guide/binfmt-misc.rst) to Debian's qemu-aarch64-static with the
+  CPU model closest to the dump that has no feature the dump lacks (qemu_model), so an
+  instruction the SoC lacks dies with SIGILL as on the phone. Debian's arm64 cross libc stands
+  for Android's bionic (`-L /usr/aarch64-linux-gnu`).
+- **Termux's clang builds for the phone**: the lab's `clang` stand-in (bin/clang) adds
+  `--target` for the machine uname reports; Termux's clang targets its own device by default.
+
+What stays the machine's: the kernel, the number of CPUs that really run (the phone's cpuset
+holds the machine's CPUs), and x86_64 programs other than the phone's builds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# Machine-wide pieces: the binfmt_misc interpreter and the uname libraries must be readable by
+# every phone user (the lab's state directory is mode 700), so they live here while a lab is up.
+MACHINE_DIR = Path("/usr/local/lib/llamafleet-lab")
+INTERPRETER = MACHINE_DIR / "qemu-aarch64-phone"
+QEMU = "/usr/bin/qemu-aarch64-static"
+ARM64_SYSROOT = "/usr/aarch64-linux-gnu"
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+BINFMT_NAME = "llamafleet-lab-aarch64"
+# The aarch64 ELF header as qemu's own binfmt configuration matches it (scripts/qemu-binfmt-conf.sh).
+_ELF_MAGIC = r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
+_ELF_MASK = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
+
+# Inside a phone: where its qemu CPU model is written (read by the interpreter), and the
+# preload line. $PLATFORM is expanded by each program's dynamic loader: x86_64 for the
+# machine's programs, aarch64 for the phone's builds under qemu (which get a same-named
+# library of their own architecture, so their loader has nothing to complain about).
+PHONE_QEMU_CPU_FILE = "/system/etc/llamafleet-lab/qemu-cpu"
+PRELOAD_FILE = "/etc/ld.so.preload"
+PRELOAD_LINE = str(MACHINE_DIR / "$PLATFORM" / "uname-aarch64.so")
+
+_UNAME_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <string.h>
+#include <sys/utsname.h>
+/* The lab's ARM phone: uname() reports the phone's machine (llamafleet_lab/arm_phone.py). */
+int uname(struct utsname *name) {
+    static int (*real)(struct utsname *);
+    if (!real) real = (int (*)(struct utsname *))dlsym(RTLD_NEXT, "uname");
+    int result = real(name);
+    if (result == 0) {
+        strncpy(name->machine, MACHINE, sizeof name->machine - 1);
+        name->machine[sizeof name->machine - 1] = 0;
+    }
+    return result;
+}
+"""
+
+# The binfmt_misc interpreter, in C so that it can hand the program's path to qemu as its argv[0]:
+# /proc/PID/cmdline (what ps and llamafleet's probes read) then starts with the program, as on
+# the phone, followed by its path again (qemu's own argument) and its arguments. qemu takes its
+# options from the environment (QEMU_CPU, QEMU_LD_PREFIX) and keeps them from the program.
+_INTERPRETER_SOURCE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char cpu[64] = "";
+    FILE *file = fopen(CPU_FILE, "r");
+    if (file) {
+        if (fgets(cpu, sizeof cpu, file)) cpu[strcspn(cpu, "\n")] = 0;
+        fclose(file);
+    }
+    if (argc < 2) return 127;
+    if (cpu[0]) setenv("QEMU_CPU", cpu, 1);
+    setenv("QEMU_LD_PREFIX", SYSROOT, 1);
+    setenv("QEMU_UNSET_ENV", "QEMU_CPU,QEMU_LD_PREFIX,QEMU_UNSET_ENV", 1);
+    argv[0] = argv[1];
+    execv(QEMU, argv);
+    perror(QEMU);
+    return 127;
+}
+"""
+
+
+@dataclass(frozen=True)
+class Soc:
+    dump: str  # file in socs/
+    source: str  # where the dump was published
+    # CPU part (MIDR) → max clock in kHz, as the vendor publishes it (cpuinfo_max_freq).
+    max_khz: dict[str, int]
+
+
+SOCS: dict[str, Soc] = {
+    # Pixel 7: 2× Cortex-X1 2.85 GHz, 2× Cortex-A78 2.35 GHz, 4× Cortex-A55 1.8 GHz.
+    "google-tensor-g2": Soc(
+        "google-tensor-g2.txt",
+        "https://github.com/hrw/arm-socs-table/blob/9301c7116c1aaec29e8f1907daea48de94304dbc/cpuinfo-data/Google-Tensor-G2.cpuinfo",
+        {"0xd44": 2850000, "0xd41": 2348000, "0xd05": 1803000},
+    ),
+    # OnePlus 9 Pro: 1× Cortex-X1 2.84 GHz, 3× Cortex-A78 2.42 GHz, 4× Cortex-A55 1.8 GHz.
+    "snapdragon-888": Soc(
+        "snapdragon-888.txt",
+        "https://github.com/hrw/arm-socs-table/blob/b6df2b71aab46ac0c572c51e37d703c4ffdfe03a/cpuinfo-data/oneplus-9pro",
+        {"0xd44": 2841600, "0xd41": 2419200, "0xd05": 1804800},
+    ),
+}
+DEFAULT_SOC = "google-tensor-g2"
+
+
+class SocError(ValueError):
+    pass
+
+
+def soc(name: str) -> Soc:
+    if name not in SOCS:
+        raise SocError(f"unknown SoC {name!r}: one of {', '.join(sorted(SOCS))}")
+    return SOCS[name]
+
+
+def dump_text(name: str) -> str:
+    return (HERE / "socs" / soc(name).dump).read_text()
+
+
+def processors(text: str) -> list[dict[str, str]]:
+    """The dump's per-processor blocks as {field: value}."""
+    blocks, current = [], {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key, value = key.strip(), value.strip()
+        if key == "processor" and current:
+            blocks.append(current)
+            current = {}
+        current[key] = value
+    if current.get("processor") is not None:
+        blocks.append(current)
+    return [block for block in blocks if "processor" in block]
+
+
+def features(text: str) -> set[str]:
+    """Features every processor of the dump reports (the kernel shows the common set)."""
+    sets = [set(block.get("Features", "").split()) for block in processors(text)]
+    return set.intersection(*sets) if sets else set()
+
+
+def qemu_model(dump_features: set[str]) -> tuple[str, str]:
+    """The qemu-aarch64 7.2 CPU model for a dump, and why. qemu's models: cortex-a35/a53/a57/
+    a72/a76, neoverse-n1, a64fx, max. The closest that has nothing the dump lacks, so a build
+    that over-reaches dies as on the phone."""
+    if dump_features & {"i8mm", "sve", "sve2", "bf16"}:
+        return "max", "the dump has ARMv8.6+/SVE features no named qemu 7.2 model has: max (which has more)"
+    if {"asimddp", "asimdhp"} <= dump_features:
+        return "cortex-a76", "ARMv8.2 with dotprod and fp16, no i8mm, bf16 or SVE, as the dump"
+    if "atomics" in dump_features:
+        return "cortex-a76", "ARMv8.2 (no qemu model has v8.2 without dotprod: dotprod is extra)"
+    return "cortex-a53", "ARMv8.0"
+
+
+# --- the phone's files ---------------------------------------------------------------------
+
+
+def _sys_cpu_tree(root: Path, blocks: list[dict[str, str]], chosen: Soc) -> None:
+    """/sys/devices/system/cpu for the SoC: one cpuN per processor, clusters by CPU part."""
+    count = len(blocks)
+    root.mkdir(parents=True)
+    for name in ("online", "possible", "present"):
+        (root / name).write_text(f"0-{count - 1}\n")
+    (root / "offline").write_text("\n")
+    (root / "kernel_max").write_text(f"{count - 1}\n")
+    parts = list(dict.fromkeys(block.get("CPU part", "") for block in blocks))
+    for index, block in enumerate(blocks):
+        part = block.get("CPU part", "")
+        siblings = [str(i) for i, other in enumerate(blocks) if other.get("CPU part", "") == part]
+        cpu = root / f"cpu{index}"
+        freq = cpu / "cpufreq"
+        freq.mkdir(parents=True)
+        khz = chosen.max_khz.get(part, min(chosen.max_khz.values()))
+        for name, value in (("cpuinfo_max_freq", khz), ("scaling_max_freq", khz), ("scaling_cur_freq", khz),
+                            ("cpuinfo_min_freq", 300000), ("scaling_min_freq", 300000)):
+            (freq / name).write_text(f"{value}\n")
+        (freq / "related_cpus").write_text(" ".join(siblings) + "\n")
+        (freq / "affected_cpus").write_text(" ".join(siblings) + "\n")
+        topology = cpu / "topology"
+        topology.mkdir()
+        for name, value in (("physical_package_id", 0), ("cluster_id", parts.index(part)), ("core_id", index)):
+            (topology / name).write_text(f"{value}\n")
+        (cpu / "online").write_text("1\n")
+
+
+def phone_files(soc_name: str, host_dir: Path, system_root: Path) -> list[dict]:
+    """Write an ARM phone's files below its host dir and /system; return its extra mounts."""
+    text = dump_text(soc_name)
+    model, _why = qemu_model(features(text))
+    cpuinfo = host_dir / "fs" / "cpuinfo"
+    cpuinfo.write_text(text)
+    cpuinfo.chmod(0o444)
+    sys_cpu = host_dir / "fs" / "sys-cpu"
+    _sys_cpu_tree(sys_cpu, processors(text), soc(soc_name))
+    preload = host_dir / "fs" / "ld.so.preload"
+    preload.write_text(PRELOAD_LINE + "\n")
+    preload.chmod(0o644)
+    qemu_cpu = system_root / PHONE_QEMU_CPU_FILE.removeprefix("/system/")
+    qemu_cpu.parent.mkdir(parents=True, exist_ok=True)
+    qemu_cpu.write_text(model + "\n")
+    for path in (qemu_cpu.parent, qemu_cpu):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return [
+        {"type": "bind", "source": str(cpuinfo), "target": "/proc/cpuinfo"},
+        {"type": "bind", "source": str(sys_cpu), "target": "/sys/devices/system/cpu"},
+        {"type": "bind", "source": str(preload), "target": PRELOAD_FILE},
+    ]
+
+
+# --- machine-wide pieces -------------------------------------------------------------------
+
+
+def missing_programs() -> list[str]:
+    wanted = [QEMU, "/usr/bin/clang", f"{ARM64_SYSROOT}/lib/ld-linux-aarch64.so.1", "/usr/bin/aarch64-linux-gnu-ld"]
+    return [path for path in wanted if not os.path.exists(path)]
+
+
+def install_machine_pieces() -> None:
+    """The uname libraries and the binfmt_misc interpreter, registered for aarch64 ELF files.
+    binfmt_misc is machine-wide: while the lab is up, aarch64 programs run through qemu
+    everywhere (with qemu's default CPU outside a lab phone)."""
+    for platform, target in (("x86_64", None), ("aarch64", "aarch64-linux-gnu")):
+        out = MACHINE_DIR / platform / "uname-aarch64.so"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        command = ["clang", *([f"--target={target}"] if target else []), "-O2", "-shared", "-fPIC",
+                   '-DMACHINE="aarch64"', "-x", "c", "-", "-o", str(out)]
+        subprocess.run(command, input=_UNAME_SHIM, text=True, check=True, capture_output=True)
+        out.chmod(0o755)
+    MACHINE_DIR.chmod(0o755)
+    defines = [f'-DCPU_FILE="{PHONE_QEMU_CPU_FILE}"', f'-DSYSROOT="{ARM64_SYSROOT}"', f'-DQEMU="{QEMU}"']
+    subprocess.run(["cc", "-O2", *defines, "-x", "c", "-", "-o", str(INTERPRETER)], input=_INTERPRETER_SOURCE,
+                   text=True, check=True, capture_output=True)
+    INTERPRETER.chmod(0o755)
+    if not (BINFMT_DIR / "register").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], check=True, capture_output=True)
+    entry = BINFMT_DIR / BINFMT_NAME
+    if entry.exists():
+        entry.write_text("-1")
+    # No flags: the interpreter is looked up in the calling process's mount namespace at each
+    # exec and gets the program's path (the kernel checks the file's x bit as usual).
+    (BINFMT_DIR / "register").write_text(f":{BINFMT_NAME}:M::{_ELF_MAGIC}:{_ELF_MASK}:{INTERPRETER}:")
+
+
+def remove_machine_pieces() -> list[str]:
+    problems = []
+    entry = BINFMT_DIR / BINFMT_NAME
+    try:
+        if entry.exists():
+            entry.write_text("-1")
+    except OSError as error:
+        problems.append(f"binfmt_misc entry {entry}: {error}")
+    if MACHINE_DIR.exists():
+        shutil.rmtree(MACHINE_DIR, ignore_errors=True)
+    return problems
