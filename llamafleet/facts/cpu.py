@@ -12,7 +12,8 @@ SEPARATOR = "---llamafleet-uname---"
 
 
 class CpuProfile(FactBase[dict]):
-    """The device's CPU as llamafleet sees it (llamafleet.cpu.profile.CpuProfile.to_dict()):
+    """The device's CPU as llamafleet sees it (llamafleet.cpu.profile.CpuProfile.to_dict()),
+    its threads limited to the CPUs its processes may use (`nproc`):
 
     .. code:: python
 
@@ -44,7 +45,7 @@ class CpuProfile(FactBase[dict]):
         self.cpu_table = cpu_table
         # Both reads are allowed to fail (SELinux on some phones hides /proc/cpuinfo): the
         # parser then falls back to uname and one thread instead of failing the fact.
-        return f"cat /proc/cpuinfo 2>/dev/null; echo {SEPARATOR}; uname -m 2>/dev/null; true"
+        return f"cat /proc/cpuinfo 2>/dev/null; echo {SEPARATOR}; uname -m 2>/dev/null; nproc 2>/dev/null; true"
 
     def process(self, output: list[str]) -> dict:
         lines = list(output)
@@ -53,7 +54,10 @@ class CpuProfile(FactBase[dict]):
             cpuinfo, rest = lines[:split], lines[split + 1 :]
         else:
             cpuinfo, rest = lines, []
-        uname_m = next((line.strip() for line in rest if line.strip()), None)
+        words = [line.strip() for line in rest if line.strip()]
+        uname_m = words[0] if words else None
+        usable = int(words[1]) if len(words) > 1 and words[1].isdigit() else None
         # A bad table raises CpuTableError naming the file and row; `llamafleet check` (the
         # deploy's first step) refuses it before any fact is read.
-        return parse_cpuinfo("\n".join(cpuinfo), uname_m, table_for(self.cpu_table)).to_dict()
+        profile = parse_cpuinfo("\n".join(cpuinfo), uname_m, table_for(self.cpu_table))
+        return profile.limited_to(usable).to_dict()

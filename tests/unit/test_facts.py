@@ -122,6 +122,18 @@ def test_compiler_info_process():
     assert CompilerInfo().process(["path=/usr/bin/tcc", "---version---", "tcc version 0.9.27"]) is None
 
 
+def test_threads_never_exceed_the_cpus_the_processes_may_use():
+    """An Android app in the background cpuset, or a container, may use fewer CPUs than the
+    SoC has: 4 big cores on 2 usable CPUs run 2 threads."""
+    dump = (Path(__file__).resolve().parents[1] / "data/cpuinfo/google-tensor-g2.txt").read_text().splitlines()
+    profile = CpuProfile().process([*dump, SEPARATOR, "aarch64", "2"])
+    assert (profile["big_cores"], profile["threads"], profile["usable_cpus"]) == (4, 2, 2)
+    profile = CpuProfile().process([*dump, SEPARATOR, "aarch64", "8"])
+    assert (profile["threads"], profile["usable_cpus"]) == (4, 8)
+    profile = CpuProfile().process([*dump, SEPARATOR, "aarch64"])  # no nproc: Termux without coreutils
+    assert (profile["threads"], profile["usable_cpus"]) == (4, None)
+
+
 def test_compiler_accepts_process():
     assert CompilerAccepts().process(["yes"]) is True
     assert CompilerAccepts().process(["no"]) is False
@@ -133,8 +145,9 @@ def test_compiler_accepts_process():
 
 def test_local_cpu_profile_matches_parser(local_host):
     fact = local_host.get_fact(CpuProfile)
-    expected = parse_cpuinfo(Path("/proc/cpuinfo").read_text(), os.uname().machine).to_dict()
-    assert fact == expected
+    usable = len(os.sched_getaffinity(0))
+    expected = parse_cpuinfo(Path("/proc/cpuinfo").read_text(), os.uname().machine).limited_to(usable).to_dict()
+    assert fact == expected and fact["usable_cpus"] == usable and fact["threads"] <= usable
     assert fact["logical_cpus"] == os.cpu_count() and fact["threads"] >= 1
 
 
