@@ -272,11 +272,12 @@ def install_copy(paths: Paths):
         build.install_copy(name="Install class binaries", paths=device_paths(host))
     """
     build, assignment = current_host_assignment(host.state)
-    if build is not None:
-        # A twin whose builder's CPU refused features: the same CPU here, recorded for later plans.
-        yield from adopted_record(build)
+    # A twin whose builder's CPU refused features: the same CPU here, recorded for later plans.
+    recorded = list(adopted_record(build)) if build is not None else []
+    yield from recorded
     if build is None or assignment is None or assignment.action != "copy":
-        host.noop("this host does not need binaries from a twin")
+        if not recorded:
+            host.noop("this host does not need binaries from a twin")
         return
     cache_dir = build_cache_dir(host.state)
     artifact = cached_artifact(cache_dir, build.key)
