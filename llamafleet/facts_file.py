@@ -12,7 +12,9 @@ their fact class names, as the facts return them (llamafleet.facts):
 
 Only RAM is required: MemInfo.total_mb, unless the host's data has ram_mb. Without
 DevicePlatform the platform comes from the `termux` group; without CpuProfile a worker gets
-one thread and no -march; RpcPortRecord null (or absent) is a worker without a recorded port.
+one thread and no -march; RpcPortRecord null (or absent) is a worker without a recorded port;
+CpuRefusals ({"i8mm": {"date": ..., "reason": "sigill", "flags": ...}}; absent: none) the ISA
+features the device's CPU refused, which the plan's march leaves out.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any, Iterable, Mapping
 
 from llamafleet.gather import PLAN_FACTS, GatherError
 from llamafleet.plan import PORT_RECORD_FACT
+from llamafleet.plan.decide import REFUSALS_FACT
 
-_FACT_NAMES = (*PLAN_FACTS, PORT_RECORD_FACT)
+_FACT_NAMES = (*PLAN_FACTS, PORT_RECORD_FACT, REFUSALS_FACT)
 
 
 def write_facts(path: str | os.PathLike, hosts: Iterable[Any]) -> None:

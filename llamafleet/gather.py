@@ -15,9 +15,11 @@ from typing import Any, Mapping
 
 from llamafleet.inventory_data import hosts_from_inventory, make_pyinfra_inventory
 from llamafleet.plan import PORT_RECORD_FACT, HostInput
+from llamafleet.plan.decide import REFUSALS_FACT
 
 # The facts the plan reads, by class name in llamafleet.facts; and, beside them, the port the
-# deploy recorded on a worker (RpcPortRecord: its path depends on the device, read after these).
+# deploy recorded on a worker (RpcPortRecord: its path depends on the device, read after these),
+# and the ISA features the device's CPU refused (CpuRefusals: the march the plan shows).
 PLAN_FACTS = ("CpuProfile", "MemInfo", "DevicePlatform")
 
 
@@ -67,9 +69,11 @@ def read_plan_facts(host, classes: Mapping[str, type] | None = None) -> dict[str
     """Every fact the plan needs from one host, through that host's connection: the deploy
     (llamafleet.serving.cluster), `plan`, `status` and the verify suite read the same."""
     from llamafleet.facts.ports import read_port_record
+    from llamafleet.facts.refusals import read_refusals
 
     facts = {name: read_fact(host, cls) for name, cls in (classes or plan_fact_classes()).items()}
     facts[PORT_RECORD_FACT] = read_port_record(host)
+    facts[REFUSALS_FACT] = read_refusals(host)
     return facts
 
 

@@ -12,8 +12,9 @@ one place:
     <base>/logs               build.log and service logs
     <base>/models             model files; .llamafleet-downloads names those the deploy put there
     <base>/run                pid files, lock files, transfer files, the wake-lock record
-    <base>/libexec            helper scripts llamafleet uploads (the build script)
-    <base>/etc                the master's secrets; a worker's rpc-port record (llamafleet.plan.ports)
+    <base>/libexec            helper scripts llamafleet uploads (the build script, the self-test)
+    <base>/etc                the master's secrets; a worker's rpc-port record (llamafleet.plan.ports);
+                              cpu-refused, the ISA features the CPU refused (llamafleet.cpu.refused)
     <base>/.llamafleet        the marker: the deploy made this directory (llamafleet.serving.basedir)
 
 The base is the `llamafleet_dir` data key, else `$HOME/llamafleet` on Termux (the app's home is
@@ -98,6 +99,18 @@ class Paths:
         """Where the deploy records a worker's RPC port, for the next plans to keep it
         (llamafleet.plan.ports; read back by the RpcPortRecord fact)."""
         return f"{self.base}/etc/rpc-port"
+
+    @property
+    def cpu_refused(self) -> str:
+        """Where the build records the ISA features this device's CPU refused (SIGILL in the
+        self-test), for every later plan to leave out (llamafleet.cpu.refused; read back by
+        the CpuRefusals fact)."""
+        return f"{self.base}/etc/cpu-refused"
+
+    @property
+    def selftest_source(self) -> str:
+        """The build's self-test program, uploaded next to the build script."""
+        return f"{self.libexec}/ggml-selftest.c"
 
     @property
     def marker(self) -> str:

@@ -56,6 +56,13 @@ def register(subparsers) -> None:
         metavar="CC",
         help="walk the fallback ladder against this local compiler (e.g. aarch64-linux-gnu-gcc)",
     )
+    parser.add_argument(
+        "--refused",
+        action="append",
+        metavar="FEATURE",
+        help="an ISA feature the device refused (as its <llamafleet_dir>/etc/cpu-refused records after a SIGILL in "
+        "the build's self-test, e.g. i8mm); repeatable",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             platform=args.platform,
             accepts=accepts,
             table=table,
+            refused=args.refused,
         )
     except (OSError, ValueError, FlagsError) as error:  # CpuTableError is a ValueError
         print(f"llamafleet cpu-profile: {error}", file=sys.stderr)

@@ -13,18 +13,23 @@ SVE off that is SIGILL. `-mtune` only schedules for the core; the ISA stays what
 The fallback ladder: `accepts(flags) -> bool` is asked about each rung, best first; the first
 accepted rung wins and `BuildFlags.fallback` says what was refused. `accepts` is a plain
 callable so tests pass a lambda and a deploy passes a wrapper around the CompilerAccepts fact.
+
+Features the device's CPU refused (SIGILL in the build's self-test, llamafleet.cpu.refused) take
+rungs out of the ladder and are stripped from an override: a compiler that accepts a flag does
+not prove the CPU runs it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from . import x86
 from .compilers import tune_choices
 from .ladder import ladder_for
 from .profile import CpuProfile
+from .refused import allowed_steps, as_refusals, override_features, strip_override
 from .step import Step
 from .table import CpuTable
 
@@ -56,6 +61,9 @@ class BuildFlags:
     compile_flags: everything ggml's CPU code will be compiled with because of these args
                 (-march/-m<isa> flags plus c_flags); what a probe should test.
     warnings:   things the user should know (an override the compiler refuses, ...).
+    features:   the ISA features the chosen rung relies on (Step.features; for an override, what
+                its value names), in the names the device's refusals use.
+    override:   True when the rung is the user's `llama_cpu_arch`, not one of the ladder's.
     """
 
     cmake_args: list[str]
@@ -65,6 +73,8 @@ class BuildFlags:
     c_flags: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     compile_flags: list[str] = field(default_factory=list)
+    features: list[str] = field(default_factory=list)
+    override: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -172,6 +182,7 @@ def build_flags(
     platform: str | None = None,
     accepts: Accepts | None = None,
     table: CpuTable | None = None,
+    refused: Mapping[str, object] | Iterable[str] | None = None,
 ) -> BuildFlags:
     """CMake arguments for llama.cpp on this CPU.
 
@@ -188,6 +199,8 @@ def build_flags(
     + table: the CPU table whose `tune:` rows say which -mtune names the compiler knows
       (llamafleet.cpu.table.table_for; default: the built-in table). Give the same table the
       profile was parsed with.
+    + refused: features this device's CPU refused (the CpuRefusals fact: feature -> {"date": ..}
+      or a list of names): rungs using one are skipped, an override loses them (with a warning).
 
     Raises FlagsError (a ValueError naming the data key) on malformed overrides.
     """
@@ -205,12 +218,27 @@ def build_flags(
             mcpu=llama_cpu_mcpu or None,
             c_flags=c_flags,
             compile_flags=["-march=native" if profile.arch == "x86_64" else "-mcpu=native", *c_flags],
+            override=True,
         )
 
+    refusals = as_refusals(refused)
     steps = ladder_for(profile.arch, set(profile.features), profile.cpu_architecture, platform)
     notes: list[str] = []
     warnings: list[str] = []
+    allowed = allowed_steps(steps, refusals)
+    if len(allowed) < len(steps) and not llama_cpu_arch:
+        gone = sorted(set().union(*(step.features for step in steps[0:1])) & set(refusals))
+        notes.append(f"this CPU refused {_when(gone, refusals)}; ladder starts at {allowed[0].label()}")
+    steps = allowed
     if llama_cpu_arch:
+        asked = llama_cpu_arch
+        llama_cpu_arch, lost = strip_override(profile.arch, llama_cpu_arch, refusals)
+        spelled = "" if profile.arch == "x86_64" else "+"
+        for feature in lost:
+            warnings.append(
+                f"llama_cpu_arch asks for {spelled}{feature} ({asked}), which this device refused "
+                f"({_why(feature, refusals)}): built without it, as {llama_cpu_arch}"
+            )
         step = _override_step(profile.arch, llama_cpu_arch, steps[0])
         if accepts is not None and not accepts(list(step.compile_flags)):
             warnings.append(f"the compiler refuses {step.label()} (llama_cpu_arch); kept as asked")
@@ -239,7 +267,20 @@ def build_flags(
         c_flags=c_flags,
         warnings=warnings,
         compile_flags=[*step.compile_flags, *(c_flags[len(step.c_flags) :])],
+        features=sorted(override_features(profile.arch, llama_cpu_arch) if llama_cpu_arch else step.features),
+        override=bool(llama_cpu_arch),
     )
+
+
+def _why(feature: str, refusals: Mapping[str, str]) -> str:
+    """`SIGILL in the self-test on 2026-12-03`, for messages."""
+    date = refusals.get(feature)
+    return f"SIGILL in the self-test on {date}" if date else "SIGILL in the self-test"
+
+
+def _when(features: list[str], refusals: Mapping[str, str]) -> str:
+    """`i8mm (SIGILL in the self-test on 2026-12-03)`, for messages."""
+    return ", ".join(f"{feature} ({_why(feature, refusals)})" for feature in features)
 
 
 def _c_flag_args(c_flags: list[str]) -> list[str]:

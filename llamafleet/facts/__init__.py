@@ -1,6 +1,6 @@
 """pyinfra facts llamafleet reads from each device (all of them never fail; see each class).
 
-from llamafleet.facts import CpuProfile, MemInfo, DevicePlatform, CompilerInfo, CompilerAccepts, RpcPortRecord
+from llamafleet.facts import CpuProfile, MemInfo, DevicePlatform, CompilerInfo, CompilerAccepts, RpcPortRecord, CpuRefusals
 host.get_fact(CpuProfile)["threads"]
 """
 
@@ -9,6 +9,7 @@ from .cpu import CpuProfile
 from .device import DevicePlatform
 from .memory import MemInfo
 from .ports import RpcPortRecord
+from .refusals import CpuRefusals
 
-__all__ = ["CompilerAccepts", "CompilerInfo", "CpuProfile", "DevicePlatform", "MemInfo", "RpcPortRecord",
+__all__ = ["CompilerAccepts", "CompilerInfo", "CpuProfile", "CpuRefusals", "DevicePlatform", "MemInfo", "RpcPortRecord",
            "compiler_accepts"]

@@ -6,7 +6,9 @@ the next one starts, which is what lets the class members coordinate:
 1. `build.resolve`  every host works out its build inputs (flags, compiler, targets, source) and
                     whether its installed stamp matches; it records them for the others.
 2. `build.compile`  the one member per class chosen to build (first in inventory order that needs
-                    binaries, unless a member already has them) compiles; the others wait.
+                    binaries, unless a member already has them) compiles; the others wait. A
+                    build is installed only once its self-test ran on the device; one that dies
+                    of SIGILL is recorded and rebuilt one rung down (operations/selftest.py).
 3. `build.share`    the member holding the class's binaries packs them and the controller fetches
                     the archive into its cache (sha256-checked).
 4. `build.install_copy`  every other member that needs binaries receives the archive, checks it,
@@ -30,9 +32,10 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.exceptions import OperationValueError
 
-from llamafleet.cpu.flags import FlagsError, build_flags
+from llamafleet.cpu.descent import FlagPlanner
+from llamafleet.cpu.flags import FlagsError
 from llamafleet.cpu.table import table_for
-from llamafleet.facts import CompilerInfo, CpuProfile, MemInfo, compiler_accepts
+from llamafleet.facts import CompilerInfo, CpuProfile, CpuRefusals, MemInfo, compiler_accepts
 from llamafleet.facts.build import InstalledBuild, LlamaSource
 from llamafleet.facts.reading import read_fact
 from llamafleet.layout import Paths, device_platform
@@ -42,10 +45,11 @@ from llamafleet.operations.buildclass import (
 )
 from llamafleet.operations.buildinputs import (
     CACHE_SOURCE, BuildInputs, choose_jobs, cmake_args_for, compiler_identity, describe_difference, installed_matches,
-    installed_name, make_stamp, role_targets, source_identity, stamp_json,
+    missing_input, role_targets, source_identity,
 )
 from llamafleet.operations.buildscript import BUILD_SCRIPT, BUILD_SCRIPT_SHA256, activate_kept, fail, run_script, upload_script
 from llamafleet.operations.buildshare import class_archive_on_device, copy_late, pack_and_fetch
+from llamafleet.operations.selftest import adopted_record, compile_proven, selftest_threads, upload_selftest
 from llamafleet.operations.transfer import upload_verified
 
 # The operations, and the names other modules and tests reach through `build` (helpers live in
@@ -106,48 +110,36 @@ def resolve(
     compiler_info = host.get_fact(CompilerInfo, compiler=compiler_name)
     tree = host.get_fact(LlamaSource, path=paths.llama_src)
     installed = host.get_fact(InstalledBuild, bin_dir=paths.bin)
+    refused = host.get_fact(CpuRefusals, path=paths.cpu_refused) or {}
 
-    problem = None
-    if not compiler_info:
-        problem = (
-            f"{host.name}: llama_compiler: no C compiler {compiler_name!r} on the device "
-            "(is it in termux_packages / apt_packages?)"
-        )
-    elif not compiler_info.get("cxx"):
-        problem = f"{host.name}: llama_compiler: no C++ compiler next to {compiler_info['path']}"
     source = source_identity((tree or {}).get("identity"))
-    if source is None and problem is None:
-        problem = (
-            f"{host.name}: llama_cpp_archive/llama_cpp_ref: no llama.cpp source recorded at "
-            f"{paths.llama_src} (did the source task fail?)"
-        )
+    problem = missing_input(host.name, compiler_name, compiler_info, source, paths.llama_src)
 
-    # Probing the compiler costs one SSH round trip per rung: only when the result counts.
-    accepts = compiler_accepts(host, compiler_info["path"]) if executing and compiler_info else None
+    # Probing the compiler costs one SSH round trip per rung: only when the result counts. The
+    # host itself, not pyinfra's context proxy: a step down after a SIGILL probes again later.
+    device = host._get_module() if hasattr(host, "_get_module") else host
+    accepts = compiler_accepts(device, compiler_info["path"]) if executing and compiler_info else None
+    planner = FlagPlanner(profile, compiler_info, cpu_arch, cpu_mcpu, list(cmake_args or []), platform_name,
+                          accepts, table_for(cpu_table))
     try:
-        flags = build_flags(
-            profile,
-            compiler_info,
-            llama_cpu_arch=cpu_arch,
-            llama_cpu_mcpu=cpu_mcpu,
-            llama_cmake_args=cmake_args or [],
-            platform=platform_name,
-            accepts=accepts,
-            table=table_for(cpu_table),
-        )
+        flags = planner.flags(refused)
     except FlagsError as error:
         # tasks/build.py checks the overrides while preparing; this guards direct callers.
         raise OperationValueError(f"{host.name}: {error}") from error
 
     source = source or expected_source or "unknown"
-    inputs = BuildInputs(
-        source=source,
-        platform=platform_name,
-        arch=profile.get("arch") or "unknown",
-        compiler=compiler_identity(compiler_info) or f"{compiler_name} (not installed yet)",
-        targets=role_targets(role, tree),
-        cmake_args=cmake_args_for(role, flags.cmake_args, source),
-    )
+
+    def inputs_for(chosen) -> BuildInputs:
+        return BuildInputs(
+            source=source,
+            platform=platform_name,
+            arch=profile.get("arch") or "unknown",
+            compiler=compiler_identity(compiler_info) or f"{compiler_name} (not installed yet)",
+            targets=role_targets(role, tree),
+            cmake_args=cmake_args_for(role, chosen.cmake_args, source),
+        )
+
+    inputs = inputs_for(flags)
     up_to_date = installed_matches(installed, inputs)
     reuse = None if up_to_date else kept_release(host, paths, inputs)
     reason = "stamp matches" if up_to_date else describe_difference(installed, inputs)
@@ -166,6 +158,11 @@ def resolve(
         problem=problem if executing else None,
         executed=executing,
         reuse=reuse,
+        flags=flags,
+        planner=planner,
+        inputs_for=inputs_for,
+        refused=dict(refused),
+        selftest_threads=selftest_threads(profile.get("logical_cpus")),
     )
     if executing:
         for warning in flags.warnings:
@@ -191,7 +188,8 @@ def compile(paths: Paths):
     + paths: the device layout (must match the one given to `build.resolve`)
 
     The build log is `<base>/logs/build.log` (named in the output before the compile starts);
-    a failed build prints its last 40 lines. Builds in a staging directory and swaps `<base>/bin`
+    a failed build prints its last 40 lines. The new build is installed only when its self-test
+    passes on this CPU; on SIGILL the features are recorded and it is rebuilt one rung down. Builds in a staging directory and swaps `<base>/bin`
     atomically, so a killed build leaves the previous binaries and stamp in place and the next
     run finishes it. When `build.resolve` found a kept release with the wanted inputs (a roll
     back), that release is swapped in instead and nothing is compiled.
@@ -226,20 +224,8 @@ def compile(paths: Paths):
             f"follow with: tail -f {paths.build_log}"
         )
     yield from upload_script(build)
-    yield run_script(
-        build,
-        "compile",
-        inputs.cmake_args,
-        LF_SRC=paths.llama_src,
-        LF_BUILD=paths.build,
-        LF_JOBS=str(build.jobs),
-        LF_TARGETS=" ".join(inputs.targets),
-        LF_INSTALL=" ".join(f"{target}:{installed_name(target)}" for target in inputs.targets),
-        LF_STAMP=stamp_json(make_stamp(inputs, build.name)),
-        LF_CC=build.cc or "cc",
-        LF_CXX=build.cxx or "c++",
-    )
-    yield FunctionCommand(record_binaries, (build,), {})
+    yield from upload_selftest(build)
+    yield FunctionCommand(compile_proven, (build,), {})
 
 
 # --- 3. share --------------------------------------------------------------------------------
@@ -286,8 +272,12 @@ def install_copy(paths: Paths):
         build.install_copy(name="Install class binaries", paths=device_paths(host))
     """
     build, assignment = current_host_assignment(host.state)
+    # A twin whose builder's CPU refused features: the same CPU here, recorded for later plans.
+    recorded = list(adopted_record(build)) if build is not None else []
+    yield from recorded
     if build is None or assignment is None or assignment.action != "copy":
-        host.noop("this host does not need binaries from a twin")
+        if not recorded:
+            host.noop("this host does not need binaries from a twin")
         return
     cache_dir = build_cache_dir(host.state)
     artifact = cached_artifact(cache_dir, build.key)

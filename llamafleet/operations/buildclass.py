@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pyinfra import host
 
@@ -47,6 +48,18 @@ class HostBuild:
     # A release kept from an earlier deploy with exactly these inputs (a roll back): swapped in
     # by `build.compile` instead of compiling, so the host holds the class's binaries.
     reuse: str | None = None
+    # The flags of `inputs`, how to plan them again with more refused features, and the inputs
+    # those flags make: the compile steps down the ladder with them after a SIGILL in the
+    # self-test (llamafleet.operations.selftest). None in records made by hand (tests).
+    flags: object = None
+    planner: object = None
+    inputs_for: Callable | None = None
+    # ISA features this device's CPU refused: the CpuRefusals fact, plus this deploy's (feature ->
+    # {"date", "reason", "flags"}), and the ones taken over from a twin, still to be recorded here.
+    refused: dict = field(default_factory=dict)
+    adopted: list = field(default_factory=list)
+    # Threads the self-test runs with: every core, so that a core lacking a feature shows it.
+    selftest_threads: int = 1
 
     @property
     def key(self) -> str | None:
@@ -112,9 +125,36 @@ def class_plan(state):
     return plan_class_builds(members, cached)
 
 
+# Per State: class key -> the refusals its builder met in this deploy ({"feature", "date",
+# "reason", "flags"} each), for the twins of that class (llamafleet.operations.selftest).
+_class_refusals: "weakref.WeakKeyDictionary[object, dict[str, list[dict]]]" = weakref.WeakKeyDictionary()
+
+
+def class_refusals(state) -> dict[str, list[dict]]:
+    return _class_refusals.setdefault(state, {})
+
+
+def adopt_refusals(state, build: HostBuild | None) -> None:
+    """A twin whose class's builder died of SIGILL has the same CPU: plan it with the same
+    refused features, so it joins the class the builder stepped down to (and copies its
+    binaries) instead of the refused one. The features are recorded on it by `build.install_copy`."""
+    if build is None or not build.executed or build.planner is None or build.inputs_for is None:
+        return
+    new = [entry for entry in class_refusals(state).get(build.key or "", []) if entry["feature"] not in build.refused]
+    if not new:
+        return
+    build.refused = {**build.refused, **{entry["feature"]: entry for entry in new}}
+    build.flags = build.planner.flags(build.refused)
+    build.inputs = build.inputs_for(build.flags)
+    build.up_to_date, build.reuse = False, None
+    build.reason = f"its twin's CPU refused {', '.join(entry['feature'] for entry in new)} (SIGILL)"
+    build.adopted = build.adopted + new
+
+
 def current_host_assignment(state) -> tuple[HostBuild | None, object]:
     """The current pyinfra host's record and its part in the class plan (None when unplanned)."""
     build = registry(state).get(host.name)
+    adopt_refusals(state, build)
     plan = class_plan(state)
     return build, plan.get(host.name) if build else None
 

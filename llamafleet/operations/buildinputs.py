@@ -161,6 +161,20 @@ def source_identity(identity: dict | None) -> str | None:
     return None
 
 
+def missing_input(host_name: str, compiler_name: str, compiler: dict | None, source: str | None, tree: str) -> str | None:
+    """What the build lacks on the device (a compiler, its C++ half, the source), naming host
+    and data key, or None."""
+    if not compiler:
+        return (f"{host_name}: llama_compiler: no C compiler {compiler_name!r} on the device "
+                "(is it in termux_packages / apt_packages?)")
+    if not compiler.get("cxx"):
+        return f"{host_name}: llama_compiler: no C++ compiler next to {compiler['path']}"
+    if source is None:
+        return (f"{host_name}: llama_cpp_archive/llama_cpp_ref: no llama.cpp source recorded at "
+                f"{tree} (did the source task fail?)")
+    return None
+
+
 def compiler_identity(compiler: dict | None) -> str | None:
     """`<family> <version>` from the CompilerInfo fact (None when there is no compiler)."""
     if not compiler or not compiler.get("family"):

@@ -12,9 +12,18 @@ from llamafleet.operations.buildclass import HostBuild, record_binaries
 from llamafleet.operations.transfer import upload_verified
 from llamafleet.templates import render
 
+# `compile` exits with this status, after printing a line with SELFTEST_SIGILL_LINE, when the
+# self-test of the new build died of SIGILL (llamafleet.operations.selftest takes it from there).
+# Written out in the script too (it holds no Jinja2 markup); tests/unit/test_selftest_script.py
+# checks that both say the same.
+SELFTEST_SIGILL_EXIT = 86
+SELFTEST_SIGILL_LINE = "self-test died of SIGILL"
+
 # The same text for every host (its inputs come as LF_* variables), so one render serves the deploy.
 BUILD_SCRIPT = render("llamafleet/libexec/llamafleet-build.sh.j2")
 BUILD_SCRIPT_SHA256 = hashlib.sha256(BUILD_SCRIPT.encode()).hexdigest()
+SELFTEST_SOURCE = render("llamafleet/libexec/ggml-selftest.c.j2")
+SELFTEST_SOURCE_SHA256 = hashlib.sha256(SELFTEST_SOURCE.encode()).hexdigest()
 
 
 def fail(message: str) -> FunctionCommand:

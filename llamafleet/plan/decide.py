@@ -54,6 +54,25 @@ def threads_of(settings, cpu: Mapping[str, Any]) -> int:
     return max(1, int(threads))
 
 
+# The refusals' key among a host's facts (as `llamafleet plan --record` writes them too).
+REFUSALS_FACT = "CpuRefusals"
+
+
+def march_of(settings, cpu: Mapping[str, Any], refused: Mapping[str, Any] | None) -> str | None:
+    """The architecture the build uses, as far as the plan can tell without the compiler:
+    `llama_cpu_arch`, else the CPU's best rung, both without the ISA features the device
+    refused (SIGILL in the build's self-test, recorded on it; llamafleet.cpu.refused)."""
+    asked = settings.llama_cpu_arch or cpu.get("march")
+    if not refused or not cpu.get("arch"):
+        return asked
+    from llamafleet.cpu.flags import build_flags  # lazy: the plan needs the flag table only here
+
+    try:
+        return build_flags(dict(cpu), None, llama_cpu_arch=settings.llama_cpu_arch, refused=refused).march
+    except (KeyError, TypeError, ValueError):  # a partial recorded profile: show what was asked
+        return asked
+
+
 def usable_of(settings, ram_mb: float, arch: str | None) -> float:
     """What a device may hold in tensors: RAM × rpc_ram_fraction − rpc_overhead_mb, at most
     the 32-bit address space on armv7l."""

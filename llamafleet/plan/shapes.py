@@ -122,6 +122,9 @@ class PlannedHost:
     rpc_port_since: str | None = None
     service_user: str | None = None
     service_group: str | None = None
+    # ISA features the device's CPU refused (SIGILL in the build's self-test): `march` is
+    # without them (llamafleet.cpu.refused).
+    cpu_refused: tuple[str, ...] = ()
 
 
 @dataclass

@@ -13,6 +13,12 @@ def _cores_text(host: PlannedHost) -> str:
     return f"{host.big_cores if host.big_cores is not None else '?'}/{total}"
 
 
+def _march_text(host: PlannedHost) -> str:
+    """The march, and what the CPU refused (so a plan shows why it is lower than the CPU says)."""
+    march = host.march or "?"
+    return f"{march} (refused: {', '.join(host.cpu_refused)})" if host.cpu_refused else march
+
+
 PLAN_COLUMNS = ("host", "role", "rank", "address:port", "transport", "big/all cores", "threads",
                 "march", "RAM MB", "share", "model MB", "expected MB", "headroom MB")
 
@@ -24,7 +30,7 @@ def table_rows(plan: Plan) -> list[tuple[str, ...]]:
         listens = host_port(host.address, host.rpc_port) if host.rpc_port else host.cluster_address
         rows.append((
             host.name, host.role, str(host.rank), listens, host.transport or "-",
-            _cores_text(host), str(host.threads), host.march or "?", f"{host.ram_mb:.0f}",
+            _cores_text(host), str(host.threads), _march_text(host), f"{host.ram_mb:.0f}",
             f"{host.split:.1%}" if host.role == "worker" else "-", f"{host.share_mb:.0f}",
             f"{host.expected_mb:.0f}", f"{host.headroom_mb:.0f}",
         ))

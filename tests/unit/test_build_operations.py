@@ -18,6 +18,7 @@ from llamafleet.cpu.profile import parse_cpuinfo
 from llamafleet.layout import paths_for
 from llamafleet.operations import build
 from llamafleet.operations.buildinputs import make_stamp
+from llamafleet.operations.selftest import compile_command, compile_proven
 
 # A phone with four Cortex-A76 cores: dotprod + fp16.
 CPUINFO = "".join(
@@ -78,6 +79,7 @@ def phone_facts(**overrides):
         "LlamaSource": SOURCE,
         "InstalledBuild": None,
         "Releases": None,  # no release kept from an earlier deploy (tests/unit/test_upgrade_rollback.py)
+        "CpuRefusals": {},  # no ISA feature refused yet (tests/unit/test_selftest_descent.py)
         "Sha256File": None,
     }
     facts.update(overrides)
@@ -111,7 +113,12 @@ def empty_build_cache(tmp_path, monkeypatch):
 
 
 def raw(commands):
-    return [c.get_raw_value() for c in commands if isinstance(c, StringCommand)]
+    """The shell commands, the compile run by `compile_proven` included (as its first try)."""
+    return [
+        c.get_raw_value() if isinstance(c, StringCommand) else compile_command(c.args[0]).get_raw_value()
+        for c in commands
+        if isinstance(c, StringCommand) or (isinstance(c, FunctionCommand) and c.function is compile_proven)
+    ]
 
 
 def test_cold_class_of_three_compiles_on_the_first_only():
@@ -170,8 +177,8 @@ def run_host_serially(fake):
         args = {"role": "worker"} if op == "resolve" else {}
         commands[op] = run(getattr(build, op), fake, paths=PATHS, **args)
         for command in commands[op]:
-            if isinstance(command, FunctionCommand) and command.function is build.record_binaries:
-                command.function(fake.state, fake, *command.args)
+            if isinstance(command, FunctionCommand) and command.function in (build.record_binaries, compile_proven):
+                build.record_binaries(fake.state, fake, command.args[0])  # as a passing compile does
     return commands
 
 

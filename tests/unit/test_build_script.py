@@ -40,7 +40,11 @@ if [ "$1" = "--build" ]; then
     while [ $i -lt 50 ]; do i=$((i+1)); echo "[$i/50] Building CXX object unit$i.o"; done
     [ -n "${FAKE_SLEEP:-}" ] && sleep "$FAKE_SLEEP"
     if [ -n "${FAKE_FAIL:-}" ]; then echo "unit7.cpp:1:1: error: $FAKE_FAIL"; exit 1; fi
-    mkdir -p "$build/bin"
+    mkdir -p "$build/bin" "$build/ggml/src"
+    # The static ggml libraries the self-test links against (BUILD_SHARED_LIBS=OFF).
+    : > "$build/ggml/src/libggml-cpu.a"
+    : > "$build/ggml/src/libggml-base.a"
+    [ -n "${FAKE_OPENMP:-}" ] && echo "GGML_OPENMP_ENABLED:INTERNAL=ON" > "$build/CMakeCache.txt"
     for t in $targets; do
         printf 'binary %s from %s\n' "$t" "$(cat "$(cat "$build/.src")/VERSION")" > "$build/bin/$t"
         chmod +x "$build/bin/$t"
@@ -56,6 +60,29 @@ echo "$src" > "$build/.src"
 echo configured >> "$build/configure-count"
 """
 
+# Stands for the device's C and C++ compilers building the self-test: records each call in
+# $FAKE_CC_LOG; a link (no -c) writes a program that behaves as FAKE_SELFTEST says: "ok" (the
+# default), "sigill" (dies of SIGILL as on a CPU without the flags' features), "wrong" (the
+# kernels computed wrong results), or "cc-fails" makes the compile itself fail.
+FAKE_CC = r"""#!/bin/sh
+echo "$*" >> "${FAKE_CC_LOG:-/dev/null}"
+[ "${FAKE_SELFTEST:-ok}" = cc-fails ] && { echo "error: unknown target feature" >&2; exit 1; }
+out=""; link=1
+while [ $# -gt 0 ]; do
+    case "$1" in -o) out=$2; shift 2 ;; -c) link=""; shift ;; *) shift ;; esac
+done
+if [ -n "$link" ]; then
+    case "${FAKE_SELFTEST:-ok}" in
+        ok) printf '#!/bin/sh\necho "ggml-selftest: ok: mul_mat, $1 thread(s)"\n' > "$out" ;;
+        sigill) printf '#!/bin/sh\nkill -ILL $$\n' > "$out" ;;
+        wrong) printf '#!/bin/sh\necho "ggml-selftest: wrong results: q4_K WRONG 0.9"\nexit 1\n' > "$out" ;;
+    esac
+    chmod +x "$out"
+else
+    : > "$out"
+fi
+"""
+
 
 @pytest.fixture
 def device(tmp_path):
@@ -66,6 +93,8 @@ def device(tmp_path):
     (tools / "llamafleet-build.sh").write_text(BUILD_SCRIPT)
     (tools / "cmake").write_text(FAKE_CMAKE)
     (tools / "cmake").chmod(0o755)
+    (tools / "fake-cc").write_text(FAKE_CC)
+    (tools / "fake-cc").chmod(0o755)
     base = tmp_path / "device"
     src = base / "src" / "llama.cpp"
     src.mkdir(parents=True)
@@ -94,8 +123,11 @@ def env_for(device, key: str, **extra) -> dict:
         "LF_TARGETS": "ggml-rpc-server",
         "LF_INSTALL": "ggml-rpc-server:ggml-rpc-server",
         "LF_STAMP": stamp_for(key),
-        "LF_CC": "cc",
-        "LF_CXX": "c++",
+        "LF_CC": "fake-cc",
+        "LF_CXX": "fake-cc",
+        "LF_ISA_FLAGS": "-march=armv8.2-a+dotprod+fp16+i8mm",
+        "LF_SELFTEST_SRC": str(paths.selftest_source),
+        "LF_SELFTEST_THREADS": "4",
     }
     env.update(extra)
     return env

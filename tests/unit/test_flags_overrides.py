@@ -120,7 +120,7 @@ def test_native_hands_detection_to_the_compiler_with_nothing_that_could_fight_it
         "cmake_args": ["-DGGML_NATIVE=ON", "-DCMAKE_C_FLAGS=-mtune=cortex-a76", "-DCMAKE_CXX_FLAGS=-mtune=cortex-a76",
                        "-DGGML_RPC=ON"],
         "march": "native", "mcpu": "cortex-a76", "fallback": None, "c_flags": ["-mtune=cortex-a76"], "warnings": [],
-        "compile_flags": ["-mcpu=native", "-mtune=cortex-a76"],
+        "compile_flags": ["-mcpu=native", "-mtune=cortex-a76"], "features": [], "override": True,
     }
     x86 = build_flags(profile_of(RYZEN), None, llama_cpu_arch="native")
     assert (x86.cmake_args, x86.mcpu, x86.compile_flags) == (["-DGGML_NATIVE=ON"], None, ["-march=native"])

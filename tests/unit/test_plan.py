@@ -273,3 +273,20 @@ def test_quantisation_hint_without_a_tag_gives_a_target_size():
 def test_ipv6_host_port():
     assert host_port("fe80::1", 50052) == "[fe80::1]:50052"
     assert host_port("10.0.0.1", 1) == "10.0.0.1:1"
+
+
+def test_the_plan_shows_the_march_without_the_features_the_device_refused():
+    """A phone whose self-test died of SIGILL with i8mm: the plan's march is what the build
+    installs (the same flag table, without the refused features), and the table says why."""
+    hosts = cluster()
+    phone = hosts[1]
+    phone.facts["CpuProfile"] = dict(phone.facts["CpuProfile"], features=["asimd", "atomics", "rdm", "dcpop", "dotprod", "fp16", "i8mm"],
+                                     march="armv8.2-a+dotprod+fp16+i8mm", cpu_architecture=8, model=None,
+                                     core_equivalents={}, tune_candidates=["cortex-a76"], uname_m="aarch64")
+    assert make_plan(hosts, 3000).host("phone1").march == "armv8.2-a+dotprod+fp16+i8mm"
+    phone.facts["CpuRefusals"] = {"i8mm": {"date": "2026-12-03T10:00:00Z", "reason": "sigill", "flags": "-march=x"}}
+    plan = make_plan(hosts, 3000)
+    assert plan.host("phone1").march == "armv8.2-a+dotprod+fp16"
+    assert plan.host("phone1").cpu_refused == ("i8mm",)
+    assert "armv8.2-a+dotprod+fp16 (refused: i8mm)" in render_table(plan)
+    assert plan.host("board").cpu_refused == ()
