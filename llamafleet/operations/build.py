@@ -158,6 +158,7 @@ def resolve(
         problem=problem if executing else None,
         executed=executing,
         reuse=reuse,
+        installed=installed,
         flags=flags,
         planner=planner,
         inputs_for=inputs_for,

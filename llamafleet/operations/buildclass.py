@@ -60,6 +60,8 @@ class HostBuild:
     adopted: list = field(default_factory=list)
     # Threads the self-test runs with: every core, so that a core lacking a feature shows it.
     selftest_threads: int = 1
+    # The InstalledBuild fact: a step down that lands on the installed inputs keeps them.
+    installed: dict | None = None
 
     @property
     def key(self) -> str | None:

@@ -28,7 +28,7 @@ from pyinfra import logger
 from pyinfra.api import QuoteString, StringCommand
 
 from llamafleet.operations.buildclass import HostBuild, class_refusals, record_binaries
-from llamafleet.operations.buildinputs import installed_name, make_stamp, stamp_json
+from llamafleet.operations.buildinputs import installed_matches, installed_name, make_stamp, stamp_json
 from llamafleet.operations.buildscript import (
     SELFTEST_SIGILL_EXIT, SELFTEST_SIGILL_LINE, SELFTEST_SOURCE, SELFTEST_SOURCE_SHA256, run_script,
 )
@@ -151,6 +151,11 @@ def compile_proven(state, host, build: HostBuild) -> bool:
         build.flags = descent.next
         build.inputs = build.inputs_for(descent.next) if build.inputs_for else build.inputs
         build.reason = f"one step down after SIGILL ({', '.join(descent.dropped)} refused)"
+        if build.inputs is not None and installed_matches(build.installed, build.inputs):
+            # The installed binaries are this rung's (an over-reaching llama_cpu_arch on a
+            # device that was fine): keep them, so the worker is not restarted for nothing.
+            host.log(f"class {build.key}: the installed build has these inputs; kept")
+            return record_binaries(state, host, build)
 
 
 __all__ = ["compile_command", "compile_proven", "record_command", "record_text", "selftest_threads", "upload_selftest"]

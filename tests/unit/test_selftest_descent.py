@@ -205,6 +205,23 @@ def test_the_next_deploy_plans_what_was_installed():
     assert run(build.compile, fake, paths=PATHS) == []
 
 
+def test_a_step_down_onto_the_installed_inputs_keeps_the_installed_build():
+    """An over-reaching llama_cpu_arch on a device whose installed build is one rung lower: after
+    the SIGILL nothing is compiled again (the worker is not restarted for nothing)."""
+    state, [phone] = lab_phones(["phone1"], ["sigill", "sigill", "ok"])
+    run_compile(phone)
+    lower = build.registry(state)["phone1"].inputs
+    again = FakeState(["phone1"])
+    fake = DeviceHost("phone1", again, phone_facts(CpuProfile=I8MM, CpuRefusals={}), ["sigill", "sigill"])
+    fake.facts["InstalledBuild"] = {"stamp": make_stamp(lower, "phone1"), "release": "/r", "intact": True,
+                                    "files": ["ggml-rpc-server"]}
+    run(build.resolve, fake, paths=PATHS, role="worker")
+    assert not build.registry(again)["phone1"].up_to_date
+    assert run_compile(fake) is True
+    assert len([c for c in fake.commands if " compile " in c]) == 2  # the two that died; not a third
+    assert any("the installed build has these inputs; kept" in line for line in fake.logs)
+
+
 def test_a_failure_that_is_not_sigill_fails_the_host_without_stepping_down():
     state, [phone] = lab_phones(["phone1"], ["fail"])
     assert run_compile(phone) is False
