@@ -1,9 +1,10 @@
 """A lab phone that is an ARM device of a real SoC, as far as every program on it can tell.
 
-`lab up --soc phone2=google-tensor-g2` makes phone2 such a device. Stands for:
+`lab up --soc phone2=google-tensor-g2` makes phone2 such a device (SOCS: two aarch64 phones and
+a 32-bit armv7 one). Stands for:
 - **/proc/cpuinfo** of the real SoC: the dump in socs/ (from hrw/arm-socs-table, see
   SOCS), bind-mounted over the phone's own procfs file.
-- **uname(2) says aarch64**: the phone's userland is the machine's x86_64 programs (sh, cmake,
+- **uname(2) says aarch64** (or armv7l): the phone's userland is the machine's x86_64 programs (sh, cmake,
   python, coreutils), so /etc/ld.so.preload in the phone's mount namespace loads a small library
   that rewrites the machine field of uname() in every dynamically linked program; `uname -m`,
   CMake's CMAKE_SYSTEM_PROCESSOR and Python's platform.machine() all read it. Programs built for
@@ -11,11 +12,12 @@
 - **sysfs CPUs and cpufreq** (/sys/devices/system/cpu: online, cpuN/cpufreq/cpuinfo_max_freq,
   topology): the SoC's CPUs with the clocks its vendor publishes, so big and little cores differ
   as on the real phone (kernel ABI: Documentation/ABI/testing/sysfs-devices-system-cpu).
-- **an ARM CPU that runs what the phone builds**: aarch64 ELF files are handed by binfmt_misc
-  (kernel Documentation/admin-guide/binfmt-misc.rst) to Debian's qemu-aarch64-static with the
+- **an ARM CPU that runs what the phone builds**: aarch64 (ARM) ELF files are handed by binfmt_misc
+  (kernel Documentation/admin-guide/binfmt-misc.rst) to Debian's qemu-aarch64-static (qemu-arm-static) with the
   CPU model closest to the dump that has no feature the dump lacks (qemu_model), so an
-  instruction the SoC lacks dies with SIGILL as on the phone. Debian's arm64 cross libc stands
-  for Android's bionic (`-L /usr/aarch64-linux-gnu`).
+  instruction the SoC lacks dies with SIGILL as on the phone. Debian's arm64 (armel: the
+  soft-float ABI that Termux's softfp armeabi-v7a code links with) cross libc stands for
+  Android's bionic (MACHINES).
 - **Termux's clang builds for the phone**: the lab's `clang` stand-in (bin/clang) adds
   `--target` for the machine uname reports; Termux's clang targets its own device by default.
 
@@ -36,22 +38,55 @@ HERE = Path(__file__).resolve().parent
 # Machine-wide pieces: the binfmt_misc interpreter and the uname libraries must be readable by
 # every phone user (the lab's state directory is mode 700), so they live here while a lab is up.
 MACHINE_DIR = Path("/usr/local/lib/llamafleet-lab")
-INTERPRETER = MACHINE_DIR / "qemu-aarch64-phone"
-QEMU = "/usr/bin/qemu-aarch64-static"
-ARM64_SYSROOT = "/usr/aarch64-linux-gnu"
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
-BINFMT_NAME = "llamafleet-lab-aarch64"
-# The aarch64 ELF header as qemu's own binfmt configuration matches it (scripts/qemu-binfmt-conf.sh).
-_ELF_MAGIC = r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
-_ELF_MASK = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What `uname -m` says on the phone, and how programs built for it are built and run."""
+
+    uname: str
+    platform: str  # AT_PLATFORM of its programs under qemu ($PLATFORM in the preload line)
+    target: str  # the clang target and Debian cross sysroot (/usr/<target>)
+    qemu: str
+    magic: str  # the ELF header, as qemu's own binfmt configuration matches it (scripts/qemu-binfmt-conf.sh)
+    mask: str
+
+    @property
+    def sysroot(self) -> str:
+        return f"/usr/{self.target}"
+
+    @property
+    def interpreter(self) -> Path:
+        return MACHINE_DIR / f"qemu-{self.uname}-phone"
+
+    @property
+    def binfmt_name(self) -> str:
+        return f"llamafleet-lab-{self.uname}"
+
+
+_MASK = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
+MACHINES = {
+    "aarch64": Machine("aarch64", "aarch64", "aarch64-linux-gnu", "/usr/bin/qemu-aarch64-static",
+                       r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00", _MASK),
+    # Termux on armeabi-v7a uses the softfp float ABI: Debian's armel (soft-float ABI) libraries
+    # link with it, armhf's (hard-float) would not.
+    "armv7l": Machine("armv7l", "v7l", "arm-linux-gnueabi", "/usr/bin/qemu-arm-static",
+                      r"\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00", _MASK),
+}
+QEMU = MACHINES["aarch64"].qemu
 
 # Inside a phone: where its qemu CPU model is written (read by the interpreter), and the
 # preload line. $PLATFORM is expanded by each program's dynamic loader: x86_64 for the
-# machine's programs, aarch64 for the phone's builds under qemu (which get a same-named
+# machine's programs, aarch64 or v7l for the phone's builds under qemu (which get a same-named
 # library of their own architecture, so their loader has nothing to complain about).
 PHONE_QEMU_CPU_FILE = "/system/etc/llamafleet-lab/qemu-cpu"
 PRELOAD_FILE = "/etc/ld.so.preload"
-PRELOAD_LINE = str(MACHINE_DIR / "$PLATFORM" / "uname-aarch64.so")
+
+
+def preload_line(machine: Machine) -> str:
+    return str(MACHINE_DIR / "$PLATFORM" / f"uname-{machine.uname}.so")
+
 
 _UNAME_SHIM = r"""
 #define _GNU_SOURCE
@@ -103,6 +138,7 @@ int main(int argc, char **argv) {
 class Soc:
     dump: str  # file in socs/
     source: str  # where the dump was published
+    machine: str  # key of MACHINES
     # CPU part (MIDR) → max clock in kHz, as the vendor publishes it (cpuinfo_max_freq).
     max_khz: dict[str, int]
 
@@ -112,13 +148,22 @@ SOCS: dict[str, Soc] = {
     "google-tensor-g2": Soc(
         "google-tensor-g2.txt",
         "https://github.com/hrw/arm-socs-table/blob/9301c7116c1aaec29e8f1907daea48de94304dbc/cpuinfo-data/Google-Tensor-G2.cpuinfo",
+        "aarch64",
         {"0xd44": 2850000, "0xd41": 2348000, "0xd05": 1803000},
     ),
     # OnePlus 9 Pro: 1× Cortex-X1 2.84 GHz, 3× Cortex-A78 2.42 GHz, 4× Cortex-A55 1.8 GHz.
     "snapdragon-888": Soc(
         "snapdragon-888.txt",
         "https://github.com/hrw/arm-socs-table/blob/b6df2b71aab46ac0c572c51e37d703c4ffdfe03a/cpuinfo-data/oneplus-9pro",
+        "aarch64",
         {"0xd44": 2841600, "0xd41": 2419200, "0xd05": 1804800},
+    ),
+    # Nexus 4 (APQ8064): 4× Krait 1.5 GHz, ARMv7 with NEON and VFPv4, a 32-bit phone.
+    "snapdragon-s4-pro": Soc(
+        "snapdragon-s4-pro.txt",
+        "https://github.com/pytorch/cpuinfo/blob/079ccbd263a842e3d3d8266c01404cf49dd43475/test/cpuinfo/nexus4.log",
+        "armv7l",
+        {"0x06f": 1512000},
     ),
 }
 DEFAULT_SOC = "google-tensor-g2"
@@ -132,6 +177,10 @@ def soc(name: str) -> Soc:
     if name not in SOCS:
         raise SocError(f"unknown SoC {name!r}: one of {', '.join(sorted(SOCS))}")
     return SOCS[name]
+
+
+def machine_of(name: str) -> Machine:
+    return MACHINES[soc(name).machine]
 
 
 def dump_text(name: str) -> str:
@@ -157,14 +206,21 @@ def processors(text: str) -> list[dict[str, str]]:
 
 def features(text: str) -> set[str]:
     """Features every processor of the dump reports (the kernel shows the common set)."""
-    sets = [set(block.get("Features", "").split()) for block in processors(text)]
+    # Old kernels print one Features line after all the processors (the Nexus 4's).
+    sets = [set(block["Features"].split()) for block in processors(text) if "Features" in block]
     return set.intersection(*sets) if sets else set()
 
 
-def qemu_model(dump_features: set[str]) -> tuple[str, str]:
-    """The qemu-aarch64 7.2 CPU model for a dump, and why. qemu's models: cortex-a35/a53/a57/
-    a72/a76, neoverse-n1, a64fx, max. The closest that has nothing the dump lacks, so a build
-    that over-reaches dies as on the phone."""
+def qemu_model(dump_features: set[str], machine: str = "aarch64") -> tuple[str, str]:
+    """The qemu 7.2 CPU model for a dump, and why. qemu-aarch64's models: cortex-a35/a53/a57/
+    a72/a76, neoverse-n1, a64fx, max; qemu-arm's: cortex-a7/a8/a9/a15 and more. The closest
+    that has nothing the dump lacks, so a build that over-reaches dies as on the phone."""
+    if machine == "armv7l":
+        if {"neon", "vfpv4"} <= dump_features:
+            return "cortex-a15", "ARMv7 with NEON and VFPv4 (and integer divide, which Krait has too)"
+        if "neon" in dump_features:
+            return "cortex-a9", "ARMv7 with NEON, VFPv3 (qemu lets VFPv4's fused NEON through on it)"
+        return "cortex-a7", "ARMv7"
     if dump_features & {"i8mm", "sve", "sve2", "bf16"}:
         return "max", "the dump has ARMv8.6+/SVE features no named qemu 7.2 model has: max (which has more)"
     if {"asimddp", "asimdhp"} <= dump_features:
@@ -208,14 +264,15 @@ def _sys_cpu_tree(root: Path, blocks: list[dict[str, str]], chosen: Soc) -> None
 def phone_files(soc_name: str, host_dir: Path, system_root: Path) -> list[dict]:
     """Write an ARM phone's files below its host dir and /system; return its extra mounts."""
     text = dump_text(soc_name)
-    model, _why = qemu_model(features(text))
+    machine = machine_of(soc_name)
+    model, _why = qemu_model(features(text), machine.uname)
     cpuinfo = host_dir / "fs" / "cpuinfo"
     cpuinfo.write_text(text)
     cpuinfo.chmod(0o444)
     sys_cpu = host_dir / "fs" / "sys-cpu"
     _sys_cpu_tree(sys_cpu, processors(text), soc(soc_name))
     preload = host_dir / "fs" / "ld.so.preload"
-    preload.write_text(PRELOAD_LINE + "\n")
+    preload.write_text(preload_line(machine) + "\n")
     preload.chmod(0o644)
     qemu_cpu = system_root / PHONE_QEMU_CPU_FILE.removeprefix("/system/")
     qemu_cpu.parent.mkdir(parents=True, exist_ok=True)
@@ -232,45 +289,55 @@ def phone_files(soc_name: str, host_dir: Path, system_root: Path) -> list[dict]:
 # --- machine-wide pieces -------------------------------------------------------------------
 
 
-def missing_programs() -> list[str]:
-    wanted = [QEMU, "/usr/bin/clang", f"{ARM64_SYSROOT}/lib/ld-linux-aarch64.so.1", "/usr/bin/aarch64-linux-gnu-ld"]
+def missing_programs(socs: dict[str, str]) -> list[str]:
+    """Machine programs the ARM phones need (scripts/setup installs them)."""
+    wanted = ["/usr/bin/clang", "/usr/bin/cc"]
+    for machine in {machine_of(name) for name in socs.values()}:
+        wanted += [machine.qemu, f"{machine.sysroot}/lib", f"/usr/bin/{machine.target}-ld"]
     return [path for path in wanted if not os.path.exists(path)]
 
 
-def install_machine_pieces() -> None:
-    """The uname libraries and the binfmt_misc interpreter, registered for aarch64 ELF files.
-    binfmt_misc is machine-wide: while the lab is up, aarch64 programs run through qemu
-    everywhere (with qemu's default CPU outside a lab phone)."""
-    for platform, target in (("x86_64", None), ("aarch64", "aarch64-linux-gnu")):
-        out = MACHINE_DIR / platform / "uname-aarch64.so"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        command = ["clang", *([f"--target={target}"] if target else []), "-O2", "-shared", "-fPIC",
-                   '-DMACHINE="aarch64"', "-x", "c", "-", "-o", str(out)]
-        subprocess.run(command, input=_UNAME_SHIM, text=True, check=True, capture_output=True)
-        out.chmod(0o755)
+def _compile(source: str, out: Path, *flags: str, compiler: str = "clang") -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([compiler, "-O2", *flags, "-x", "c", "-", "-o", str(out)], input=source, text=True, check=True,
+                   capture_output=True)
+    out.chmod(0o755)
+
+
+def install_machine_pieces(socs: dict[str, str]) -> None:
+    """For each machine the ARM phones are: the uname libraries and the binfmt_misc interpreter,
+    registered for that machine's ELF files. binfmt_misc is machine-wide: while the lab is up,
+    such programs run through qemu everywhere (with qemu's default CPU outside a lab phone)."""
+    MACHINE_DIR.mkdir(parents=True, exist_ok=True)
     MACHINE_DIR.chmod(0o755)
-    defines = [f'-DCPU_FILE="{PHONE_QEMU_CPU_FILE}"', f'-DSYSROOT="{ARM64_SYSROOT}"', f'-DQEMU="{QEMU}"']
-    subprocess.run(["cc", "-O2", *defines, "-x", "c", "-", "-o", str(INTERPRETER)], input=_INTERPRETER_SOURCE,
-                   text=True, check=True, capture_output=True)
-    INTERPRETER.chmod(0o755)
     if not (BINFMT_DIR / "register").exists():
         subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], check=True, capture_output=True)
-    entry = BINFMT_DIR / BINFMT_NAME
-    if entry.exists():
-        entry.write_text("-1")
-    # No flags: the interpreter is looked up in the calling process's mount namespace at each
-    # exec and gets the program's path (the kernel checks the file's x bit as usual).
-    (BINFMT_DIR / "register").write_text(f":{BINFMT_NAME}:M::{_ELF_MAGIC}:{_ELF_MASK}:{INTERPRETER}:")
+    for machine in sorted({machine_of(name) for name in socs.values()}, key=lambda m: m.uname):
+        define = f'-DMACHINE="{machine.uname}"'
+        library = f"uname-{machine.uname}.so"
+        _compile(_UNAME_SHIM, MACHINE_DIR / "x86_64" / library, "-shared", "-fPIC", define)
+        _compile(_UNAME_SHIM, MACHINE_DIR / machine.platform / library, f"--target={machine.target}", "-shared",
+                 "-fPIC", define)
+        defines = [f'-DCPU_FILE="{PHONE_QEMU_CPU_FILE}"', f'-DSYSROOT="{machine.sysroot}"', f'-DQEMU="{machine.qemu}"']
+        _compile(_INTERPRETER_SOURCE, machine.interpreter, *defines, compiler="cc")
+        entry = BINFMT_DIR / machine.binfmt_name
+        if entry.exists():
+            entry.write_text("-1")
+        # No flags: the interpreter is looked up in the calling process's mount namespace at each
+        # exec and gets the program's path (the kernel checks the file's x bit as usual).
+        (BINFMT_DIR / "register").write_text(
+            f":{machine.binfmt_name}:M::{machine.magic}:{machine.mask}:{machine.interpreter}:")
 
 
 def remove_machine_pieces() -> list[str]:
     problems = []
-    entry = BINFMT_DIR / BINFMT_NAME
-    try:
-        if entry.exists():
-            entry.write_text("-1")
-    except OSError as error:
-        problems.append(f"binfmt_misc entry {entry}: {error}")
+    for machine in MACHINES.values():
+        entry = BINFMT_DIR / machine.binfmt_name
+        try:
+            if entry.exists():
+                entry.write_text("-1")
+        except OSError as error:
+            problems.append(f"binfmt_misc entry {entry}: {error}")
     if MACHINE_DIR.exists():
         shutil.rmtree(MACHINE_DIR, ignore_errors=True)
     return problems

@@ -83,7 +83,7 @@ def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master
             raise LabError(
                 "pieces of an earlier lab are still there (" + ", ".join(leftovers) + "): run `llamafleet lab down` first"
             )
-        missing = _missing_programs(bool(systemd)) + (arm_phone.missing_programs() if socs else [])
+        missing = _missing_programs(bool(systemd)) + arm_phone.missing_programs(socs)
         if missing:
             raise LabError("the lab needs these programs, which are missing: " + ", ".join(missing))
         started = time.monotonic()
@@ -148,7 +148,7 @@ def _build(state: LabState, say) -> None:
 
     if state.socs:
         say("registering qemu-user for the ARM phones' programs (binfmt_misc)")
-        arm_phone.install_machine_pieces()
+        arm_phone.install_machine_pieces(state.socs)
 
     root = None
     if any(host.boots_systemd for host in state.hosts):
