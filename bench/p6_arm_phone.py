@@ -44,19 +44,25 @@ def rates(workdir, inventory: str, runs: int) -> list[float]:
             for _ in range(runs)]
 
 
-def build_seconds(phone: str) -> float:
-    """Seconds of the last deploy's compiles on the phone (build.log's "compile done ... in Ns")."""
+def build_log(phone: str) -> str:
     from llamafleet_lab import lab_exec
 
-    log = lab_exec(phone, "cat ~/llamafleet/logs/build.log").stdout
-    runs = log.split("llamafleet: configure")
-    done = re.findall(r"compile done \S+ in (\d+)s", runs[-1] if len(runs) > 1 else log)
-    return float(sum(int(value) for value in done))
+    return lab_exec(phone, "cat ~/llamafleet/logs/build.log 2>/dev/null || true").stdout
+
+
+def build_seconds(before: str, after: str) -> float:
+    """Seconds of the compiles a deploy added to build.log ("compile done KEY in Ns")."""
+    added = after[len(before):] if after.startswith(before) else after
+    return float(sum(int(value) for value in re.findall(r"compile done \S+ in (\d+)s", added)))
 
 
 def self_test(output: str) -> str:
-    said = [line.strip() for line in output.splitlines() if "SIGILL" in line]
-    return said[0] if said else "passed"
+    lines = output.splitlines()
+    died = [line.split("] ", 1)[-1].strip() for line in lines if "died of SIGILL" in line]
+    passed = any("ggml-selftest: ok" in line for line in lines)
+    if died:
+        return f"SIGILL ({died[0]}), then " + ("ok one step down" if passed else "the installed build kept")
+    return "ok" if passed else "not run (nothing built)"
 
 
 def main() -> None:
@@ -79,8 +85,9 @@ def main() -> None:
         for label, arch in CLASSES:
             extra = "{}" if arch is None else "{'llama_cpu_arch': '%s'}" % arch
             (workdir / "inventory/arm.py").write_text(ONLY.format(phone="phone2", extra=extra))
+            before = build_log("phone2")
             result, seconds = deploy(workdir, inventory="inventory/arm.py")
-            built = build_seconds("phone2")
+            built = build_seconds(before, build_log("phone2"))
             tested = self_test(result.stdout + result.stderr)
             tps = rates(workdir, "inventory/arm.py", args.runs)
             rows.append((f"ARM phone2, {label}", f"build {built:.0f} s, self-test {tested!r}, "

@@ -11,7 +11,7 @@ import pytest
 
 from llamafleet.cpu.profile import parse_cpuinfo
 from llamafleet.cpu.table import table_for
-from llamafleet_lab import arm_phone
+from llamafleet_lab import arm_phone, qemu_user
 from llamafleet_lab import cli as lab_cli
 from llamafleet_lab.topology import plan_hosts
 
@@ -100,7 +100,7 @@ def test_the_uname_library_rewrites_the_machine_for_any_dynamically_linked_progr
     machine (the phone's preload file names it the same way, through $PLATFORM)."""
     library = tmp_path / "uname.so"
     subprocess.run(["clang", "-O2", "-shared", "-fPIC", '-DMACHINE="aarch64"', "-x", "c", "-", "-o", str(library)],
-                   input=arm_phone._UNAME_SHIM, text=True, check=True)
+                   input=qemu_user._UNAME_SHIM, text=True, check=True)
     for argv in (["uname", "-m"], ["python3", "-c", "import platform; print(platform.machine())"]):
         out = subprocess.run(argv, env={"LD_PRELOAD": str(library), "PATH": "/usr/bin:/bin"}, capture_output=True,
                              text=True, check=True).stdout
