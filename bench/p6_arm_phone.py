@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 
 from common import deploy, deploy_dir, lab_down, median, report, require_root
 
@@ -39,7 +40,16 @@ def rates(workdir, inventory: str, runs: int) -> list[float]:
     from llamafleet.verify_cli import complete
 
     key = (secrets_location(workdir / inventory) / "api-key").read_text().strip()
-    complete("http://198.18.0.11:8080", key, PROMPT, n_predict=8, timeout=600)  # warm: the model loads
+    # Warm up: after a worker's new build, llama-server restarts and loads the model again.
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            complete("http://198.18.0.11:8080", key, PROMPT, n_predict=8, timeout=600)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(3)
     return [complete("http://198.18.0.11:8080", key, PROMPT, n_predict=64, timeout=600)["timings"]["predicted_per_second"]
             for _ in range(runs)]
 
@@ -80,6 +90,7 @@ def main() -> None:
         (workdir / "inventory/native.py").write_text(ONLY.format(phone="phone1", extra="{}"))
         deploy(workdir, inventory="inventory/native.py")
         native = rates(workdir, "inventory/native.py", args.runs)
+        print(f"  native: {native} tok/s", flush=True)
         rows.append((f"x86_64 phone1, native (median of {len(native)})", f"{median(native):.1f} tok/s  {native}"))
         data["native_tps"] = native
         for label, arch in CLASSES:
@@ -90,6 +101,7 @@ def main() -> None:
             built = build_seconds(before, build_log("phone2"))
             tested = self_test(result.stdout + result.stderr)
             tps = rates(workdir, "inventory/arm.py", args.runs)
+            print(f"  {label}: build {built:.0f} s, self-test {tested}, {tps} tok/s", flush=True)
             rows.append((f"ARM phone2, {label}", f"build {built:.0f} s, self-test {tested!r}, "
                          f"{median(tps):.1f} tok/s {tps} ({median(native) / median(tps):.1f}x slower than native)"))
             data["classes"].append({"class": label, "llama_cpu_arch": arch, "build_s": built, "deploy_s": seconds,
