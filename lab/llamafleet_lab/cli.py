@@ -1,4 +1,4 @@
-"""`llamafleet lab up|status|down|reboot|screen|pin|unlock|setprop|exec`: the lab from the command line."""
+"""`llamafleet lab up|status|down|reboot|link|screen|pin|unlock|setprop|exec`: the lab from the command line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from llamafleet_lab import arm_phone, execute, lifecycle, phone
+from llamafleet_lab import arm_phone, execute, lifecycle, phone, profiles
 from llamafleet_lab.state import LabError, LabNotUp, load_state
 
 EXIT_NOT_ROOT = 2
@@ -40,6 +40,11 @@ def register(subparsers) -> None:
              + ", ".join(sorted(arm_phone.SOCS)) + f"); repeatable; default phone2={arm_phone.DEFAULT_SOC} "
              "when there are 2 phones or more; --soc none: every phone of this machine's architecture",
     )
+    up.add_argument(
+        "--profile", default="none", choices=sorted(profiles.PROFILES),
+        help="the hosts' speeds: none (default: every host as fast as this machine) or mixed (phone1 a mid-range "
+             "phone, phone2 an old one on a slow link; see llamafleet_lab/profiles.py)",
+    )
     up.set_defaults(func=_guarded(cmd_up))
 
     status = commands.add_parser("status", help="list the hosts and whether their sshd answers")
@@ -52,6 +57,11 @@ def register(subparsers) -> None:
     reboot = commands.add_parser("reboot", help="reboot one host (a phone keeps nothing; Termux:Boot scripts run)")
     reboot.add_argument("host")
     reboot.set_defaults(func=_guarded(cmd_reboot))
+
+    link = commands.add_parser("link", help="take a host's network link down (it leaves Wi-Fi: connections hang) or up")
+    link.add_argument("host")
+    link.add_argument("state", choices=("down", "up"))
+    link.set_defaults(func=_guarded(lambda args: _phone_action(profiles.set_link, args.host, args.state == "up")))
 
     screen = commands.add_parser("screen", help="turn a phone's screen on or off (Doze needs it off)")
     screen.add_argument("host")
@@ -131,7 +141,7 @@ def _socs(args) -> dict[str, str]:
 def cmd_up(args) -> int:
     systemd = tuple(name.strip() for name in args.systemd.split(",") if name.strip())
     result = lifecycle.up(args.phones, args.linux, systemd=systemd, master=args.master, socs=_socs(args),
-                          progress=lambda message: print(f"  {message}", file=sys.stderr))
+                          profile=args.profile, progress=lambda message: print(f"  {message}", file=sys.stderr))
     names = ", ".join(host.name for host in result.state.hosts)
     if result.already_up:
         print(f"lab is already up ({names})")
@@ -152,13 +162,20 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(hosts, indent=2))
         return 0
-    print(f"{'NAME':<10} {'KIND':<9} {'ADDRESS':<15} {'PORT':>5}  {'USER':<9} UP")
+    print(f"{'NAME':<10} {'KIND':<9} {'ADDRESS':<15} {'PORT':>5}  {'USER':<9} {'UP':<4} {'CPU':>5}  LINK")
     for host in hosts:
         print(
             f"{host['name']:<10} {host['kind']:<9} {host['address']:<15} {host['ssh_port']:>5}  "
-            f"{host['user']:<9} {'yes' if host['up'] else 'NO'}"
+            f"{host['user']:<9} {'yes' if host['up'] else 'NO':<4} {_speeds(host)}"
         )
     return 0 if all(host["up"] for host in hosts) else 1
+
+
+def _speeds(host: dict) -> str:
+    """The CPU and LINK columns: "25%  20 Mbit/s", "-  full down" (profiles.describe)."""
+    cpu = f"{host['cpu_percent']}%" if host["cpu_percent"] is not None else "-"
+    rate = f"{host['link_mbit']:g} Mbit/s" if host["link_mbit"] is not None else "full"
+    return f"{cpu:>5}  {rate}" + ("" if host["link"] == "up" else f" {host['link']}")
 
 
 def cmd_down(args) -> int:

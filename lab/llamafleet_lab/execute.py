@@ -3,7 +3,8 @@
 `nsenter` joins the namespaces of the host's init (mount, UTS, network, PID); on a phone,
 `setpriv` then becomes the app user and the command gets Termux's environment, exactly what
 an SSH session on the phone gets, Android's netlink denial and the phone's cgroup: it stands for
-a command typed in the Termux app (Doze freezes it, the phantom process killer counts it).
+a command typed in the Termux app (Doze freezes it, the phantom process killer counts it). On a
+host with a CPU share (profiles.py) the command runs in the host's cpu cgroup: as slow as the device.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from llamafleet_lab import android_edge, termux
-from llamafleet_lab import hostsetup, systemd_host
+from llamafleet_lab import hostsetup, profiles, systemd_host
 from llamafleet_lab.hostsetup import LINUX_ENV
 from llamafleet_lab.state import LabError, LabState, load_state
 from llamafleet_lab.topology import LabHost
@@ -27,8 +28,8 @@ def exec_argv(host: LabHost, init_pid: int, command: Sequence[str], *, root: boo
         # Every namespace of the container's systemd (`init_pid` is that process here): what
         # `machinectl shell` gives on a registered container.
         env = dict(LINUX_ENV)
-        return ["nsenter", "-t", str(init_pid), "-a", "--", "/usr/bin/env", "-i", f"--chdir={host.home}",
-                *(f"{key}={value}" for key, value in env.items()), *command]
+        return profiles.in_cpu_cgroup(host, ["nsenter", "-t", str(init_pid), "-a", "--", "/usr/bin/env", "-i",
+                                             f"--chdir={host.home}", *(f"{key}={value}" for key, value in env.items()), *command])
     workdir = host.home if (as_app_user or not host.is_phone) else "/"
     # A phone's cgroup namespace too: its processes read Android-like paths in /proc/self/cpuset.
     argv = ["nsenter", "-t", str(init_pid), "-m", "-u", "-n", "-p", *(["-C"] if host.is_phone else []), "--"]
@@ -48,9 +49,9 @@ def exec_argv(host: LabHost, init_pid: int, command: Sequence[str], *, root: boo
     # env -i: nothing of the caller's environment leaks in; env searches the new PATH, so a
     # phone's `sh` is $PREFIX/bin/sh as in a Termux session. env -C changes directory inside
     # the host (nsenter's --wd would resolve the path on the machine).
-    return argv + [
+    return profiles.in_cpu_cgroup(host, argv + [
         "/usr/bin/env", "-i", f"--chdir={workdir}", *(f"{key}={value}" for key, value in env.items()), *command
-    ]
+    ])
 
 
 def entry_pid(state: LabState, name: str) -> int:

@@ -109,6 +109,10 @@ def launch(spec_path: str) -> int:
     setns(netns_fd, CLONE_NEWNET)
     os.close(netns_fd)
     namespaces = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID
+    if spec.get("cpu_cgroup"):
+        # The host's CPU share (profiles.py): the init and everything it starts inherit it.
+        with open(os.path.join(spec["cpu_cgroup"], "cgroup.procs"), "w") as handle:
+            handle.write("0")
     if spec.get("android"):
         # The phone's cpuset cgroup becomes the root of its cgroup namespace: its processes read
         # Android-like paths in /proc/self/cpuset ("/top-app"), not the machine's.

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from llamafleet_lab import android_edge, arm_phone, sshd, systemd_host, termux
+from llamafleet_lab import android_edge, arm_phone, profiles, sshd, systemd_host, termux
 from llamafleet_lab.topology import LabHost
 
 # Paths a deploy writes on a Linux host (llamafleet_dir /opt/llamafleet, runit services,
@@ -281,6 +281,7 @@ def prepare_host(host: LabHost, host_dir: Path, authorized_key: str, rootfs: Pat
         log_dir=str(host_dir / "log"),
         status_file=str(host_dir / "status.json"),
     )
+    spec.update(profiles.make_cpu_cgroup(host))  # its CPU share: the init's launcher joins it
     spec_path = host_dir / "init.json"
     spec_path.write_text(json.dumps(spec, indent=1) + "\n")
     return spec_path

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llamafleet_lab.locking import lab_lock
-from llamafleet_lab import arm_phone, find_inits, hostinit, hostsetup, network, phone, rootfs, sshd, systemd_host
+from llamafleet_lab import arm_phone, find_inits, hostinit, hostsetup, network, phone, profiles, rootfs, sshd, systemd_host
 from llamafleet_lab.state import MARKER_FILE, LabError, LabNotUp, LabState, load_state
 from llamafleet_lab.topology import LabHost, plan_hosts, state_dir
 
@@ -56,17 +56,17 @@ class UpResult:
 
 
 def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master: str = "linux1",
-       socs: dict[str, str] | None = None, progress=None) -> UpResult:
+       socs: dict[str, str] | None = None, profile: str = "none", progress=None) -> UpResult:
     """Bring the lab up (idempotent: an identical running lab is left as it is).
 
     `systemd` names the firewall of each systemd host (sysd1, sysd2, ...); `master` is the host
     the lab's inventory makes the cluster's master; `socs` makes phones ARM devices of real SoCs
-    ({"phone2": "google-tensor-g2"}, llamafleet_lab.arm_phone). Raises LabError when a lab of another size
-    is up (take it down first) or a previous lab left pieces behind.
+    ({"phone2": "google-tensor-g2"}, llamafleet_lab.arm_phone); `profile` their speeds (profiles.py).
+    Raises LabError when another lab is up (take it down first) or a previous lab left pieces behind.
     """
     require_root()
     socs = dict(socs or {})
-    hosts = plan_hosts(phones, linux, systemd, socs)  # ValueError for impossible sizes, before touching anything
+    hosts = plan_hosts(phones, linux, systemd, socs, profile)  # ValueError for impossible sizes, before touching anything
     if master not in {host.name for host in hosts if host.kind == "linux"}:
         raise ValueError(f"--master must be one of the lab's Linux hosts, got {master!r}")
     say = progress or (lambda message: None)
@@ -76,14 +76,14 @@ def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master
         except LabNotUp:
             existing = None
         if existing is not None:
-            return UpResult(_check_existing(existing, phones, linux, list(systemd), master, socs), already_up=True, seconds=0.0)
+            return UpResult(_check_existing(existing, phones, linux, list(systemd), master, socs, profile), already_up=True, seconds=0.0)
         leftovers = network.leftovers() + phone.cgroup_leftovers()
         leftovers += [f"cgroup {path}" for path in systemd_host.container_cgroups()]
         if leftovers:
             raise LabError(
                 "pieces of an earlier lab are still there (" + ", ".join(leftovers) + "): run `llamafleet lab down` first"
             )
-        missing = _missing_programs(bool(systemd)) + arm_phone.missing_programs(socs)
+        missing = _missing_programs(bool(systemd)) + arm_phone.missing_programs(socs) + profiles.missing_pieces(hosts)
         if missing:
             raise LabError("the lab needs these programs, which are missing: " + ", ".join(missing))
         started = time.monotonic()
@@ -95,7 +95,7 @@ def up(phones: int = 2, linux: int = 2, *, systemd: tuple[str, ...] = (), master
         directory.chmod(0o700)  # phone users must not reach the lab key or other hosts' files
         (directory / MARKER_FILE).write_text("state directory of `llamafleet lab`; `lab down` deletes it\n")
         state = LabState(directory=directory, phones=phones, linux=linux, hosts=hosts, started_at=time.time(),
-                         systemd=list(systemd), master=master, socs=socs)
+                         systemd=list(systemd), master=master, socs=socs, profile=profile)
         state.save()
         try:
             _build(state, say)
@@ -119,14 +119,15 @@ def _check_state_dir_location(directory: Path, hosts: list[LabHost]) -> None:
 
 
 def _check_existing(state: LabState, phones: int, linux: int, systemd: list[str], master: str,
-                    socs: dict[str, str]) -> LabState:
-    if (state.phones, state.linux, state.systemd, state.master, state.socs) != (phones, linux, systemd, master, socs):
-        def shape(p, l, s, m, c):
+                    socs: dict[str, str], profile: str) -> LabState:
+    wanted = (phones, linux, systemd, master, socs, profile)
+    if (state.phones, state.linux, state.systemd, state.master, state.socs, state.profile) != wanted:
+        def shape(p, l, s, m, c, speeds):
             arm = ",".join(f"{name}={chosen}" for name, chosen in sorted(c.items())) or "none"
-            return f"{p} phones (ARM: {arm}), {l} Linux hosts, systemd hosts [{','.join(s)}], master {m}"
+            return f"{p} phones (ARM: {arm}), {l} Linux hosts, systemd hosts [{','.join(s)}], master {m}, profile {speeds}"
         raise LabError(
-            f"a lab with {shape(state.phones, state.linux, state.systemd, state.master, state.socs)} is up; "
-            f"run `llamafleet lab down` first to get {shape(phones, linux, systemd, master, socs)}"
+            f"a lab with {shape(state.phones, state.linux, state.systemd, state.master, state.socs, state.profile)} is up; "
+            f"run `llamafleet lab down` first to get {shape(*wanted)}"
         )
     dead = [host.name for host in state.hosts if not find_inits.init_alive(state.init_pids.get(host.name))]
     if state.phase != "up" or dead:
@@ -162,6 +163,7 @@ def _build(state: LabState, say) -> None:
     state.network_created = True  # saved first: a half-made network must be cleaned up too
     state.save()
     network.create_network(state.hosts)
+    profiles.limit_links(state.hosts)
 
     say("starting the hosts")
     launchers = {
@@ -301,7 +303,7 @@ def reboot(name: str, *, state: LabState | None = None) -> dict:
 
 
 def status(state: LabState | None = None) -> list[dict]:
-    """One entry per host: name, kind, address, ssh_port, user, up (sshd answering)."""
+    """One entry per host: name, kind, address, ssh_port, user, up (sshd answering), profiles.describe."""
     state = state or load_state()
 
     def describe(host: LabHost) -> dict:
@@ -312,6 +314,7 @@ def status(state: LabState | None = None) -> list[dict]:
             "ssh_port": host.ssh_port,
             "user": host.user,
             "up": sshd.ssh_answers(host.address, host.ssh_port, timeout=1.0),
+            **profiles.describe(host),
         }
 
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -18,7 +18,7 @@ import os
 import signal
 from pathlib import Path
 
-from llamafleet_lab import hostsetup, termux
+from llamafleet_lab import hostsetup, profiles, termux
 from llamafleet_lab.state import LabError, LabState, load_state
 
 
@@ -86,12 +86,16 @@ def wake_lock(name: str, state: LabState | None = None) -> str:
     return record.read_text().strip()
 
 
+# The lab's own cgroup trees: the phones' freezer and cpuset ones, every profiled host's cpu one.
+LAB_CGROUP_ROOTS = (hostsetup.FREEZER_ROOT, hostsetup.CPUSET_ROOT, profiles.CPU_ROOT)
+
+
 def remove_cgroups() -> list[str]:
-    """Thaw and delete the phones' cgroups (after their processes are gone), children first. A
+    """Thaw and delete the lab's cgroups (after their processes are gone), children first. A
     frozen process takes no SIGKILL, so `lab down` thaws before it kills, and again here."""
     problems = []
     thaw_all()
-    for root in (hostsetup.FREEZER_ROOT, hostsetup.CPUSET_ROOT):
+    for root in LAB_CGROUP_ROOTS:
         if not root.is_dir():
             continue
         for cgroup in sorted((path for path in root.rglob("*") if path.is_dir()), key=lambda p: -len(p.parts)) + [root]:
@@ -112,4 +116,4 @@ def thaw_all() -> None:
 
 
 def cgroup_leftovers() -> list[str]:
-    return [f"cgroup {root}" for root in (hostsetup.FREEZER_ROOT, hostsetup.CPUSET_ROOT) if root.is_dir()]
+    return [f"cgroup {root}" for root in LAB_CGROUP_ROOTS if root.is_dir()]

@@ -47,6 +47,7 @@ class LabState:
     systemd: list[str] = field(default_factory=list)  # the firewall of each systemd host sysd<i>
     master: str = "linux1"
     socs: dict[str, str] = field(default_factory=dict)  # ARM phones: phone name → SoC
+    profile: str = "none"  # the hosts' speeds (llamafleet_lab.profiles.PROFILES)
     init_pids: dict[str, int] = field(default_factory=dict)
     created_paths: list[str] = field(default_factory=list)
     network_created: bool = False
@@ -108,6 +109,7 @@ class LabState:
             "systemd": self.systemd,
             "master": self.master,
             "socs": self.socs,
+            "profile": self.profile,
             "started_at": self.started_at,
             "hosts": [host.to_dict() for host in self.hosts],
             "init_pids": self.init_pids,
@@ -145,6 +147,7 @@ def load_state(directory: Path | None = None) -> LabState:
         systemd=list(data.get("systemd", [])),
         master=data.get("master", "linux1"),
         socs=dict(data.get("socs", {})),
+        profile=data.get("profile", "none"),
         hosts=[LabHost.from_dict(host) for host in data["hosts"]],
         phase=data["phase"],
         init_pids={name: int(pid) for name, pid in data["init_pids"].items()},

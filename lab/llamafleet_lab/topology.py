@@ -88,6 +88,10 @@ class LabHost:
     # A phone that is an ARM device of this real SoC (llamafleet_lab.arm_phone.SOCS); "" is a
     # phone of the machine's own architecture.
     soc: str = ""
+    # Its speed profile (llamafleet_lab.profiles): percent of one CPU for all its processes, and
+    # its link's rate each way in Mbit/s; None is as fast as the machine allows.
+    cpu_percent: int | None = None
+    link_mbit: float | None = None
 
     @property
     def netns(self) -> str:
@@ -127,11 +131,11 @@ def phone_user(index: int) -> tuple[str, int]:
 
 
 def plan_hosts(phones: int, linux: int, systemd: tuple[str, ...] | list[str] = (),
-               socs: dict[str, str] | None = None) -> list[LabHost]:
+               socs: dict[str, str] | None = None, profile: str = "none") -> list[LabHost]:
     """All lab hosts for the given sizes: linux1..M (linux1 is the master), phone1..N, one
     systemd host sysd<i> per entry of `systemd` ("FW" or "FW@USER": its firewall, and the
     ordinary user with sudo its owner logs in as), outsider. `socs` makes phones ARM devices:
-    {"phone2": "google-tensor-g2"}.
+    {"phone2": "google-tensor-g2"}. `profile` names the hosts' speeds (llamafleet_lab.profiles).
 
     Raises ValueError for sizes the address plan cannot hold. At least one Linux host is
     needed: linux1 is the cluster's master.
@@ -210,4 +214,6 @@ def plan_hosts(phones: int, linux: int, systemd: tuple[str, ...] | list[str] = (
             home="/root",
         )
     )
-    return hosts
+    from llamafleet_lab.profiles import profile_hosts
+
+    return profile_hosts(profile, hosts)
