@@ -163,7 +163,8 @@ def resolve(
         planner=planner,
         inputs_for=inputs_for,
         refused=dict(refused),
-        selftest_threads=selftest_threads(profile.get("logical_cpus")),
+        # The CPUs its processes may use (nproc): more threads cannot reach another core.
+        selftest_threads=selftest_threads(profile.get("usable_cpus") or profile.get("logical_cpus")),
     )
     if executing:
         for warning in flags.warnings:

@@ -148,7 +148,8 @@ def adopt_refusals(state, build: HostBuild | None) -> None:
     build.refused = {**build.refused, **{entry["feature"]: entry for entry in new}}
     build.flags = build.planner.flags(build.refused)
     build.inputs = build.inputs_for(build.flags)
-    build.up_to_date, build.reuse = False, None
+    # Its installed build may already be the lower rung's: then nothing is copied or restarted.
+    build.up_to_date, build.reuse = installed_matches(build.installed, build.inputs), None
     build.reason = f"its twin's CPU refused {', '.join(entry['feature'] for entry in new)} (SIGILL)"
     build.adopted = build.adopted + new
 

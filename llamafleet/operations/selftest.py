@@ -154,7 +154,9 @@ def compile_proven(state, host, build: HostBuild) -> bool:
         if build.inputs is not None and installed_matches(build.installed, build.inputs):
             # The installed binaries are this rung's (an over-reaching llama_cpu_arch on a
             # device that was fine): keep them, so the worker is not restarted for nothing.
+            # up_to_date: binaries_changed() reads it, and the worker's and master's restarts follow it.
             host.log(f"class {build.key}: the installed build has these inputs; kept")
+            build.up_to_date = True
             return record_binaries(state, host, build)
 
 

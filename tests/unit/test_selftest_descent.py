@@ -220,6 +220,8 @@ def test_a_step_down_onto_the_installed_inputs_keeps_the_installed_build():
     assert run_compile(fake) is True
     assert len([c for c in fake.commands if " compile " in c]) == 2  # the two that died; not a third
     assert any("the installed build has these inputs; kept" in line for line in fake.logs)
+    # What tasks/workers.py and tasks/master.py restart on: nothing new was installed.
+    assert not build.binaries_changed(fake)
 
 
 def test_a_failure_that_is_not_sigill_fails_the_host_without_stepping_down():
@@ -255,12 +257,36 @@ def test_a_twin_takes_the_refusals_over_records_them_and_copies_the_lower_build(
     assert not [c for c in raw(run(build.install_copy, phone2, paths=PATHS)) if "cpu-refused" in c]
 
 
-@pytest.mark.parametrize("flags", [["-march=armv8.2-a+dotprod+fp16+i8mm"]])
-def test_the_compile_command_carries_the_flags_and_the_self_test(flags):
+def test_a_twin_that_already_has_the_lower_build_takes_the_refusals_over_and_keeps_it():
+    """The over-reach deploy on two phones of one class whose installed build is the lower rung:
+    the twin records the refusals, copies nothing and is not restarted."""
+    state, [phone] = lab_phones(["phone1"], ["sigill", "sigill", "ok"])
+    run_compile(phone)
+    lower = build.registry(state)["phone1"].inputs
+    again = FakeState(["phone1", "phone2"])
+    twins = [DeviceHost(name, again, phone_facts(CpuProfile=I8MM, CpuRefusals={}), ["sigill", "sigill"])
+             for name in ("phone1", "phone2")]
+    for fake in twins:
+        fake.facts["InstalledBuild"] = {"stamp": make_stamp(lower, fake.name), "release": "/r", "intact": True,
+                                        "files": ["ggml-rpc-server"]}
+        run(build.resolve, fake, paths=PATHS, role="worker")
+    run_compile(twins[0])
+    commands = run(build.install_copy, twins[1], paths=PATHS)
+    assert [c for c in raw(commands) if "cpu-refused" in c]
+    assert not [c for c in commands if isinstance(c, FunctionCommand)]  # no copy
+    assert not build.binaries_changed(twins[1])
+
+
+def test_the_compile_command_carries_the_flags_and_the_self_test():
     state, [phone] = lab_phones(["phone1"], [])
     [command] = [c for c in raw(run(build.compile, phone, paths=PATHS)) if " compile " in c]
     assert "LF_SELFTEST_SRC=/data/data/com.termux/files/home/llamafleet/libexec/ggml-selftest.c" in command
     assert "LF_SELFTEST_THREADS=4" in command
+    # A device whose processes may use 2 of its CPUs (nproc): 2 threads, not one per core.
+    narrow_state = FakeState(["phone1"])
+    fake = DeviceHost("phone1", narrow_state, phone_facts(CpuProfile={**I8MM, "usable_cpus": 2}, CpuRefusals={}), [])
+    run(build.resolve, fake, paths=PATHS, role="worker")
+    assert build.registry(narrow_state)["phone1"].selftest_threads == 2
     assert "'LF_ISA_FLAGS=-march=armv8.6-a+dotprod+fp16+i8mm+bf16 -mtune=cortex-a76'" in command
     uploads = [c for c in run(build.compile, phone, paths=PATHS) if not isinstance(c, (StringCommand, FunctionCommand))]
     assert any(getattr(c, "dest", "").endswith("ggml-selftest.c.part") for c in uploads)
