@@ -62,20 +62,12 @@ class CpuProfile:
     cpu_architecture: int | None = None
     model: str | None = None
     # CPUs this user's processes may run on (`nproc`: the affinity mask, which an Android
-    # cpuset or a container narrows); threads never exceed it. None: not read.
+    # cpuset or a container narrows); the plan's thread count never exceeds it. None: not read.
     usable_cpus: int | None = None
 
     def to_dict(self) -> dict:
         """Plain data (JSON-safe), as returned by the CpuProfile fact."""
         return asdict(self)
-
-    def limited_to(self, usable_cpus: int | None) -> CpuProfile:
-        """This profile on a device whose processes may use `usable_cpus` CPUs: more threads
-        than that only take turns on the same CPUs, and ggml's threads wait for each other at
-        every step (measured on the lab's ARM phone, 4 threads on 2 CPUs: 0.4 tokens/s; 2: 2.7)."""
-        if not usable_cpus or usable_cpus < 1:
-            return self
-        return replace(self, threads=min(self.threads, usable_cpus), usable_cpus=usable_cpus)
 
     @classmethod
     def from_dict(cls, data: dict) -> CpuProfile:

@@ -3,17 +3,20 @@ CPU table (llamafleet.cpu.table) and the host's extra rows from group data `llam
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pyinfra.api import FactBase
 
 from llamafleet.cpu.profile import parse_cpuinfo
 from llamafleet.cpu.table import table_for
 
 SEPARATOR = "---llamafleet-uname---"
+NPROC_SEPARATOR = "---llamafleet-nproc---"
 
 
 class CpuProfile(FactBase[dict]):
     """The device's CPU as llamafleet sees it (llamafleet.cpu.profile.CpuProfile.to_dict()),
-    its threads limited to the CPUs its processes may use (`nproc`):
+    with the CPUs its processes may use (`nproc`) as usable_cpus:
 
     .. code:: python
 
@@ -45,7 +48,8 @@ class CpuProfile(FactBase[dict]):
         self.cpu_table = cpu_table
         # Both reads are allowed to fail (SELinux on some phones hides /proc/cpuinfo): the
         # parser then falls back to uname and one thread instead of failing the fact.
-        return f"cat /proc/cpuinfo 2>/dev/null; echo {SEPARATOR}; uname -m 2>/dev/null; nproc 2>/dev/null; true"
+        return (f"cat /proc/cpuinfo 2>/dev/null; echo {SEPARATOR}; uname -m 2>/dev/null; "
+                f"echo {NPROC_SEPARATOR}; nproc 2>/dev/null; true")
 
     def process(self, output: list[str]) -> dict:
         lines = list(output)
@@ -54,10 +58,14 @@ class CpuProfile(FactBase[dict]):
             cpuinfo, rest = lines[:split], lines[split + 1 :]
         else:
             cpuinfo, rest = lines, []
-        words = [line.strip() for line in rest if line.strip()]
-        uname_m = words[0] if words else None
-        usable = int(words[1]) if len(words) > 1 and words[1].isdigit() else None
+        if NPROC_SEPARATOR in rest:
+            split = rest.index(NPROC_SEPARATOR)
+            rest, nproc = rest[:split], rest[split + 1:]
+        else:
+            nproc = []
+        uname_m = next((line.strip() for line in rest if line.strip()), None)
+        usable = next((int(line) for line in (line.strip() for line in nproc) if line.isdigit()), None)
         # A bad table raises CpuTableError naming the file and row; `llamafleet check` (the
         # deploy's first step) refuses it before any fact is read.
         profile = parse_cpuinfo("\n".join(cpuinfo), uname_m, table_for(self.cpu_table))
-        return profile.limited_to(usable).to_dict()
+        return replace(profile, usable_cpus=usable).to_dict()

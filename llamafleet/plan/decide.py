@@ -49,9 +49,16 @@ def connect_of(transport: str, bind: str, cluster_address: str, port: int) -> st
 
 
 def threads_of(settings, cpu: Mapping[str, Any]) -> int:
-    """rpc_threads, else the big cores from the CpuProfile fact, never less than 1."""
-    threads = settings.rpc_threads or cpu.get("threads") or cpu.get("big_cores") or 1
-    return max(1, int(threads))
+    """rpc_threads, else the big cores from the CpuProfile fact but no more than the CPUs the
+    device's processes may use (usable_cpus, `nproc`: an Android cpuset or a container narrows
+    it); never less than 1. More threads than CPUs only take turns, and ggml's threads wait for
+    each other at every step: on the lab's ARM phone (2 CPUs), 4 threads gave 0.4 tokens/s, 2
+    gave 2.7."""
+    if settings.rpc_threads:
+        return max(1, int(settings.rpc_threads))
+    threads = int(cpu.get("threads") or cpu.get("big_cores") or 1)
+    usable = cpu.get("usable_cpus")
+    return max(1, min(threads, int(usable)) if usable else threads)
 
 
 # The refusals' key among a host's facts (as `llamafleet plan --record` writes them too).

@@ -153,3 +153,18 @@ def test_who_the_services_run_as():
     offline = HostInput("phone2", {"ssh_hostname": "10.0.0.22", "ram_mb": 8000, **MODEL}, {}, ("termux",))
     _, hosts = plan_of(MASTER, offline)
     assert hosts["phone2"].service_user is None
+
+
+def _with_cpu(host: HostInput, **cpu) -> HostInput:
+    return HostInput(host.name, host.data, {**host.facts, "CpuProfile": {"arch": "aarch64", **cpu}}, host.groups)
+
+
+@pytest.mark.parametrize("cpu, data, threads", [
+    ({"threads": 4, "big_cores": 4, "usable_cpus": 8}, {}, 4),  # a phone in front: every CPU
+    ({"threads": 4, "big_cores": 4, "usable_cpus": 2}, {}, 2),  # held to 2 CPUs (cpuset, container)
+    ({"threads": 4, "big_cores": 4}, {}, 4),  # nproc missing: the big cores
+    ({"threads": 4, "big_cores": 4, "usable_cpus": 2}, {"rpc_threads": 3}, 3),  # asked for: as asked
+])
+def test_worker_threads_stay_within_the_cpus_its_processes_may_use(cpu, data, threads):
+    _, hosts = plan_of(MASTER, _with_cpu(phone("p1", "10.0.0.2", **data), **cpu))
+    assert hosts["p1"].threads == threads
