@@ -19,6 +19,7 @@ from pathlib import Path
 # every phone user (the lab's state directory is mode 700), so they live here while a lab is up.
 MACHINE_DIR = Path("/usr/local/lib/llamafleet-lab")
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+MOUNTED_MARK = MACHINE_DIR / ".binfmt_misc-mounted-by-the-lab"
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,11 @@ def missing_programs(machines: set[Machine]) -> list[str]:
     wanted = ["/usr/bin/clang", "/usr/bin/cc"]
     for machine in machines:
         wanted += [machine.qemu, f"{machine.sysroot}/lib", f"/usr/bin/{machine.target}-ld"]
-    return [path for path in wanted if not os.path.exists(path)]
+    missing = [path for path in wanted if not os.path.exists(path)]
+    with open("/proc/filesystems") as filesystems:
+        if "binfmt_misc" not in filesystems.read().split():
+            missing.append("the kernel's binfmt_misc (modprobe binfmt_misc)")
+    return missing
 
 
 def _compile(source: str, out: Path, *flags: str, compiler: str = "clang") -> None:
@@ -137,7 +142,11 @@ def install_machine_pieces(machines: set[Machine]) -> None:
     MACHINE_DIR.mkdir(parents=True, exist_ok=True)
     MACHINE_DIR.chmod(0o755)
     if not (BINFMT_DIR / "register").exists():
-        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], check=True, capture_output=True)
+        mounted = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], capture_output=True,
+                                 text=True)
+        if mounted.returncode != 0:
+            raise RuntimeError(f"cannot mount binfmt_misc on {BINFMT_DIR}: {mounted.stderr.strip()}")
+        MOUNTED_MARK.write_text("the lab mounted binfmt_misc; `lab down` unmounts it\n")
     for machine in sorted(machines, key=lambda m: m.uname):
         define = f'-DMACHINE="{machine.uname}"'
         library = f"uname-{machine.uname}.so"
@@ -149,6 +158,8 @@ def install_machine_pieces(machines: set[Machine]) -> None:
         entry = BINFMT_DIR / machine.binfmt_name
         if entry.exists():
             entry.write_text("-1")
+        # The kernel tries the newest entry first, so this one wins over a distribution's own
+        # qemu-aarch64 entry for the same header while the lab is up.
         # No flags: the interpreter is looked up in the calling process's mount namespace at each
         # exec and gets the program's path (the kernel checks the file's x bit as usual).
         (BINFMT_DIR / "register").write_text(
@@ -164,6 +175,12 @@ def remove_machine_pieces() -> list[str]:
                 entry.write_text("-1")
         except OSError as error:
             problems.append(f"binfmt_misc entry {entry}: {error}")
+    if MOUNTED_MARK.exists():
+        # Unmounted only when nothing but the lab used it meanwhile (no other entry).
+        if set(os.listdir(BINFMT_DIR)) <= {"register", "status"}:
+            unmounted = subprocess.run(["umount", str(BINFMT_DIR)], capture_output=True, text=True)
+            if unmounted.returncode != 0:
+                problems.append(f"umount {BINFMT_DIR}: {unmounted.stderr.strip()}")
     if MACHINE_DIR.exists():
         shutil.rmtree(MACHINE_DIR, ignore_errors=True)
     return problems

@@ -85,6 +85,10 @@ def stamp() -> str:
     return phone(f"cat {BASE}/bin/build-stamp.json")
 
 
+PRELOAD = Path("/etc/ld.so.preload")
+PRELOAD_BEFORE: dict[str, bool] = {}
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     if os.geteuid() != 0:
@@ -93,6 +97,7 @@ def lab(tmp_path_factory):
     WORKDIR = copy_deploy_dir(tmp_path_factory.mktemp("deploy-arm"))
     (WORKDIR / OVER_REACH).write_text(OVER_REACH_SOURCE)
     down()
+    PRELOAD_BEFORE["exists"] = PRELOAD.exists()
     started = time.monotonic()
     up(phones=1, linux=1, socs={PHONE: SOC})
     FIGURES["lab up"] = f"{time.monotonic() - started:.1f} s"
@@ -204,7 +209,13 @@ def test_a_completion_goes_through_the_arm_phone(lab):
     assert any("Accepted client connection" in line for line in after), after
 
 
+def worker_pid() -> int:
+    status = phone("SVDIR=$PREFIX/var/service sv status llama-rpc")
+    return int(status.split("(pid ", 1)[1].split(")", 1)[0])
+
+
 def test_an_over_reaching_llama_cpu_arch_is_caught_by_the_self_test_and_built_one_step_down(lab):
+    pid = worker_pid()
     result, seconds = deploy(OVER_REACH)
     FIGURES["deploy with +i8mm forced (SIGILL, one step down)"] = f"{seconds:.0f} s"
     output = result.stdout + result.stderr
@@ -214,6 +225,8 @@ def test_an_over_reaching_llama_cpu_arch_is_caught_by_the_self_test_and_built_on
     assert any(PHONE in line and "i8mm" in line for line in said), output[-6000:]
     assert "+i8mm" not in stamp() and "-DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16" in stamp()
     assert "i8mm" in phone(f"cat {BASE}/etc/cpu-refused")
+    # One step down is the table's rung, installed already: kept, and the worker not restarted.
+    assert worker_pid() == pid
     text, seconds = completion()
     assert text.strip()
 
@@ -224,3 +237,11 @@ def test_the_next_deploy_with_the_over_reach_changes_nothing(lab):
     assert result.returncode == 0, output[-6000:]
     assert changes(output) == ("-", "-"), output[-6000:]
     assert wait_for(lambda: "run" in phone("SVDIR=$PREFIX/var/service sv status llama-rpc"), 30)
+
+
+def test_down_leaves_no_arm_piece_on_the_machine(lab):
+    down()
+    assert not [entry for entry in os.listdir(qemu_user.BINFMT_DIR) if entry.startswith("llamafleet-lab")] \
+        if (qemu_user.BINFMT_DIR / "register").exists() else True
+    assert not qemu_user.MACHINE_DIR.exists()
+    assert PRELOAD.exists() == PRELOAD_BEFORE["exists"]
