@@ -241,7 +241,7 @@ def test_the_next_deploy_with_the_over_reach_changes_nothing(lab):
 
 def test_down_leaves_no_arm_piece_on_the_machine(lab):
     down()
-    assert not [entry for entry in os.listdir(qemu_user.BINFMT_DIR) if entry.startswith("llamafleet-lab")] \
-        if (qemu_user.BINFMT_DIR / "register").exists() else True
+    registered = os.listdir(qemu_user.BINFMT_DIR) if (qemu_user.BINFMT_DIR / "register").exists() else []
+    assert not [entry for entry in registered if entry.startswith("llamafleet-lab")], registered
     assert not qemu_user.MACHINE_DIR.exists()
     assert PRELOAD.exists() == PRELOAD_BEFORE["exists"]
