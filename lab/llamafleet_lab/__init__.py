@@ -14,7 +14,8 @@ Python API (for tests and other modules):
 
 from llamafleet_lab.execute import lab_exec
 from llamafleet_lab.inventory import inventory_groups
-from llamafleet_lab.lifecycle import down, reboot, status, up
+from llamafleet_lab.hosts_running import reboot, status
+from llamafleet_lab.lifecycle import down, up
 from llamafleet_lab.state import LabError, LabNotUp, LabState, load_state
 from llamafleet_lab.topology import LabHost, state_dir
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from llamafleet_lab import arm_phone, execute, lifecycle, phone, profiles
+from llamafleet_lab import arm_phone, execute, hosts_running, lifecycle, phone, profiles
 from llamafleet_lab.state import LabError, LabNotUp, load_state
 
 EXIT_NOT_ROOT = 2
@@ -153,7 +153,7 @@ def cmd_up(args) -> int:
 
 def cmd_status(args) -> int:
     try:
-        hosts = lifecycle.status()
+        hosts = hosts_running.status()
     except LabNotUp as error:
         if args.json:
             print("[]")
@@ -190,7 +190,7 @@ def cmd_down(args) -> int:
 
 
 def cmd_reboot(args) -> int:
-    status = lifecycle.reboot(args.host)
+    status = hosts_running.reboot(args.host)
     scripts = status.get("boot_scripts") or []
     ran = f"; boot scripts started: {', '.join(scripts)}" if scripts else ""
     print(f"{args.host} rebooted (boot {status['boot_count']}){ran}")

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from llamafleet_lab.topology import LabHost, plan_hosts, state_dir
 
 SSH_WAIT_SECONDS = 20.0
 LAUNCH_TIMEOUT = 60.0
-REBOOT_TIMEOUT = 30.0
 INIT_EXIT_TIMEOUT = 10.0
 REQUIRED_PROGRAMS = ("ip", "nft", "nsenter", "setpriv", "ssh-keygen", "dpkg", sshd.SSHD, hostsetup.RUNSVDIR)
 SYSTEMD_HOST_PROGRAMS = (systemd_host.NSPAWN, "debootstrap")  # only when the topology has systemd hosts
@@ -276,46 +274,3 @@ def _down_locked(directory: Path) -> DownResult:
         else:
             problems.append(f"kept {directory}: it has no {MARKER_FILE} marker, so it is not the lab's")
     return DownResult(was_up=True, seconds=time.monotonic() - started, problems=problems)
-
-
-# --- reboot, status -------------------------------------------------------------------------
-
-
-def reboot(name: str, *, state: LabState | None = None) -> dict:
-    """Reboot one host. A Linux host: every process but sshd and init dies and runsvdir
-    restarts. A phone: every process dies (sshd too), and the Termux:Boot scripts run, at once
-    or, with a PIN set, after `lab unlock`. Returns the host's boot status once the boot is done."""
-    require_root()
-    state = state or load_state()
-    host = state.host(name)
-    pid = state.init_pid(name)
-    if not find_inits.init_alive(pid):
-        raise LabError(f"lab host {host.name} is not running (init pid {pid} is gone): run `llamafleet lab down` and `up`")
-    before = state.boot_status(name).get("boot_count", 0)
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + REBOOT_TIMEOUT
-    while time.monotonic() < deadline:
-        status = state.boot_status(name)
-        if status.get("boot_count", 0) > before:
-            return status
-        time.sleep(0.05)
-    raise LabError(f"{host.name} did not finish rebooting within {REBOOT_TIMEOUT:.0f}s (see {state.log_dir(name)})")
-
-
-def status(state: LabState | None = None) -> list[dict]:
-    """One entry per host: name, kind, address, ssh_port, user, up (sshd answering), profiles.describe."""
-    state = state or load_state()
-
-    def describe(host: LabHost) -> dict:
-        return {
-            "name": host.name,
-            "kind": host.kind,
-            "address": host.address,
-            "ssh_port": host.ssh_port,
-            "user": host.user,
-            "up": sshd.ssh_answers(host.address, host.ssh_port, timeout=1.0),
-            **profiles.describe(host),
-        }
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(describe, state.hosts))

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from llamafleet_lab import cli as lab_cli
-from llamafleet_lab import execute, hostsetup, lifecycle, phone, profiles
+from llamafleet_lab import execute, hostsetup, hosts_running, lifecycle, phone, profiles
 from llamafleet_lab.state import LabError, LabState, load_state
 from llamafleet_lab.topology import LabHost, plan_hosts
 
@@ -285,7 +285,7 @@ def test_lab_status_shows_cpu_share_link_rate_and_a_link_that_is_down(monkeypatc
          "cpu_percent": 25, "link_mbit": 20, "link": "down"},
     ]
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(lifecycle, "status", lambda: rows)
+    monkeypatch.setattr(hosts_running, "status", lambda: rows)
     args = parser().parse_args(["lab", "status"])
     assert args.func(args) == 1  # phone2's sshd does not answer: its link is down
     lines = capsys.readouterr().out.splitlines()
