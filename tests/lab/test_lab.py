@@ -126,7 +126,8 @@ def test_up_is_fast_and_every_sshd_answers(lab, capfd):
     assert [host["name"] for host in hosts] == ["linux1", "linux2", "phone1", "phone2", "outsider"]
     assert all(host["up"] for host in hosts)
     assert {host["kind"] for host in hosts} == {"phone", "linux", "outsider"}
-    assert set(hosts[0]) == {"name", "kind", "address", "ssh_port", "user", "up"}
+    assert set(hosts[0]) == {"name", "kind", "address", "ssh_port", "user", "up", "cpu_percent", "link_mbit", "link"}
+    assert all(host["cpu_percent"] is None and host["link_mbit"] is None and host["link"] == "up" for host in hosts)
 
 
 def test_up_again_is_a_no_op_and_other_sizes_are_refused(lab):
