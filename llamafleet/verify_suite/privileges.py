@@ -19,11 +19,13 @@ from typing import Iterable
 # Every process with its user and whole command line. Termux has no `ps` until procps is
 # installed: then /proc, where Android shows an app its own processes (the owner of
 # /proc/PID is the process's user). A command line may hold any bytes: only printable ones
-# are kept, so the listing always decodes.
+# are kept, so the listing always decodes, and it is printed by printf, not echo: dash's echo
+# turns a `\0200` in an argument into a raw byte and stops at `\c` (CI met such a process).
 PS_COMMAND = (
     "ps -ww -eo user:32,pid,args 2>/dev/null || for d in /proc/[0-9]*; do "
     "a=$(tr -c '[:print:]' ' ' < \"$d/cmdline\" 2>/dev/null); "
-    "[ -n \"$a\" ] && echo \"$(stat -c %U \"$d\" 2>/dev/null) ${d#/proc/} $a\"; done; true"
+    "[ -n \"$a\" ] && printf '%s %s %s\\n' \"$(stat -c %U \"$d\" 2>/dev/null)\" \"${d#/proc/}\" \"$a\"; "
+    "done; true"
 )
 
 

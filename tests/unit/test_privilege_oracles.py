@@ -119,9 +119,10 @@ def test_a_phones_processes_are_the_apps_user():
 def test_the_listing_command_reads_this_machine_with_ps_and_without_it(tmp_path):
     """Positive control on real output: this test's own process, with its user, by procps'
     ps and by the /proc fallback (a PATH where ps is missing, as on a fresh phone). A process
-    whose command line is not UTF-8 (any program may have one; CI met one) is listed too."""
+    whose command line is not UTF-8, or holds what dash's echo would read as escapes (CI met
+    such processes), is listed too, as it is."""
     me = pwd.getpwuid(os.getuid()).pw_name
-    odd = subprocess.Popen([b"sh", b"-c", b"sleep 30; true", b"odd\x80name"])
+    odd = subprocess.Popen([b"sh", b"-c", b"sleep 30; true", b"odd\x80name", b"\\0200\\cend"])
     try:
         _both_listings_show(tmp_path, me, odd.pid)
     finally:
@@ -140,7 +141,7 @@ def _both_listings_show(tmp_path, me, odd_pid):
                               env={"PATH": str(bin_dir)}).stdout
     assert "USER" not in fallback.splitlines()[0]  # it was not ps
     assert any(p.pid == os.getpid() and p.user == me for p in parse_ps(fallback))
-    assert any(p.pid == odd_pid and p.argv[-2:] == ("odd", "name") for p in parse_ps(fallback))
+    assert any(p.pid == odd_pid and p.argv[-3:] == ("odd", "name", "\\0200\\cend") for p in parse_ps(fallback))
 
 
 # --- who can read a file ---------------------------------------------------------------------------
