@@ -1,7 +1,8 @@
 """The master: tunnels to Termux workers, then llama-server with --rpc and -ts from the plan.
 
-Before llama-server (re)starts, every worker must answer (bounded wait, naming who is missing):
-llama-server gives up on a worker it cannot reach at load time.
+The service runs the launcher (llamafleet.serving.launcher): it waits (bounded) for every
+worker, serves with the best planned group that answers, and restarts llama-server without a
+worker that is lost and with one that answers again.
 """
 
 from pyinfra import host
@@ -16,8 +17,9 @@ from llamafleet.serving.account import (
     secrets_dir_access,
 )
 from llamafleet.serving.probes import endpoints_reachable, http_healthy
+from llamafleet.serving.launcher import LAUNCHER_TEMPLATE, launcher_context
 from llamafleet.serving.secrets import api_key_file, tunnel_key
-from llamafleet.serving.services import Service, services_retired, supervise
+from llamafleet.serving.services import Service, layout_for, services_retired, supervise
 from llamafleet.serving.tunnels import SshHostKey, known_hosts_line, tunnel_argv
 from llamafleet.templates import template_path
 
@@ -117,8 +119,7 @@ if me.role == "master":
     argv = [
         f"{paths.bin}/{me.binary}",
         "-m", cluster.model_path(me),
-        "--rpc", plan.master.rpc,
-        "-ts", plan.master.tensor_split,
+        # --rpc and -ts: the launcher adds those of the group it serves with.
         # Offload every layer to the RPC devices, so the plan's split is what runs.
         "-ngl", "all",
         "--load-mode", plan.master.load_mode,
@@ -132,17 +133,28 @@ if me.role == "master":
         "-c", str(settings.llama_server_ctx),
         *template_args,
     ]
+    bash = layout_for(manager, "llama-server", platform.get("prefix")).bash
+    launcher_path = f"{paths.base}/libexec/llama-server-launch.bash"
+    launcher = files.template(
+        name="llama-server launcher (the groups of workers it may serve with)",
+        src=template_path(LAUNCHER_TEMPLATE),
+        dest=launcher_path,
+        user=readable.user,
+        group=readable.group,
+        mode=readable.mode,
+        **launcher_context(plan, bash=bash, manager=manager, argv=argv),
+    )
     supervise(
         Service(
             name="llama-server",
             description=f"llama-server on {server_host}:{server_port} with {len(endpoints)} RPC workers",
-            argv=argv,
-            wait_for=endpoints,
+            argv=[bash, launcher_path],
             # llama-server reads its model, key and chat template only at start: a new binary,
             # key or template restarts it; a new model changes the definition (its sha256 is in the environment).
             env=[("LLAMAFLEET_MODEL_SHA256", str(settings.model_sha256).lower())],
             restart_if=lambda: (
                 cluster.binaries_changed(host)()
+                or launcher.did_change()
                 or key_upload.did_change()
                 or (template_upload is not None and template_upload.did_change())
             ),

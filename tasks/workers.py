@@ -9,6 +9,8 @@ port forward.
 from pyinfra import host
 from pyinfra.operations import files
 
+from llamafleet.serving import phone_sshd
+
 from llamafleet.layout import TERMUX_BOOT_SCRIPT, device_paths
 from llamafleet.serving import cluster, wakelock
 from llamafleet.serving.account import listen_capabilities
@@ -67,6 +69,22 @@ if me.role == "worker":
             line=authorized_key_pattern(public_key),
             replace=authorized_key_line(public_key, me.rpc_port),
         )
+        if me.platform == "termux":
+            # This phone's sshd lets go of a vanished master's tunnel within seconds.
+            prefix = platform["prefix"]
+            files.directory(name="sshd's drop-in directory", path=phone_sshd.drop_in_dir(prefix))
+            drop_in = files.template(
+                name="sshd: client-alive checks (a vanished master's tunnel ends)",
+                src=template_path(phone_sshd.DROP_IN_TEMPLATE),
+                dest=phone_sshd.drop_in_path(prefix),
+                mode="600",
+                interval=phone_sshd.CLIENT_ALIVE_INTERVAL,
+                count_max=phone_sshd.CLIENT_ALIVE_COUNT_MAX,
+            )
+            if not host.get_fact(phone_sshd.SshdReadsDropIns, prefix=prefix):
+                phone_sshd.warn_without_include(prefix)
+            phone_sshd.sshd_reloaded(name="sshd reads its configuration again", prefix=prefix,
+                                     _if=drop_in.did_change)
     elif old_key := existing_tunnel_key():  # never generated just to be removed
         # Direct now: the master's tunnel key has nothing left to forward here.
         files.line(

@@ -37,15 +37,22 @@ def render_sshd_config(
     host_key: str,
     user: str,
     env: dict[str, str] | None = None,
+    termux_prefix: str | None = None,
 ) -> str:
     """sshd_config for one lab host. `env` goes to SetEnv: it reaches every session,
-    non-interactive commands included (pyinfra runs `sh -c '...'`)."""
-    lines = [
-        "# Written by `llamafleet lab up`: one lab host's sshd.",
+    non-interactive commands included (pyinfra runs `sh -c '...'`). A phone's (termux_prefix
+    given) starts as Termux's openssh package's does (termux-packages
+    packages/openssh/sshd_config.patch): an Include of $PREFIX/etc/ssh/sshd_config.d/*.conf
+    first, so a drop-in's values win, and the pid file in $PREFIX/var/run (its
+    --with-pid-dir), where a SIGHUP finds the listener."""
+    lines = ["# Written by `llamafleet lab up`: one lab host's sshd."]
+    if termux_prefix:
+        lines.append(f"Include {termux_prefix}/etc/ssh/sshd_config.d/*.conf")
+    lines += [
         f"Port {port}",
         "ListenAddress 0.0.0.0",
         f"HostKey {host_key}",
-        "PidFile none",
+        f"PidFile {termux_prefix}/var/run/sshd.pid" if termux_prefix else "PidFile none",
         f"AllowUsers {user}",
         "PermitRootLogin prohibit-password" if user == "root" else "PermitRootLogin no",
         "PubkeyAuthentication yes",
@@ -78,6 +85,7 @@ def write_phone_sshd_files(host: LabHost, etc_ssh: Path, env: dict[str, str]) ->
         host_key=f"{TERMUX_PREFIX}/etc/ssh/{HOST_KEY_NAME}",
         user=host.user,
         env=session_env,
+        termux_prefix=TERMUX_PREFIX,
     )
     (etc_ssh / "sshd_config").write_text(config)
 

@@ -211,7 +211,7 @@ def build_phone_data(host: LabHost, data_root: Path, authorized_key: str) -> Non
     prefix = in_data(data_root, TERMUX_PREFIX)
     home = in_data(data_root, TERMUX_HOME)
     for directory in (
-        "bin", "etc/profile.d", "etc/ssh", "include", "lib", "libexec", "share/termux-services",
+        "bin", "etc/profile.d", "etc/ssh", "etc/ssh/sshd_config.d", "include", "lib", "libexec", "share/termux-services",
         "tmp", "var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/apt/lists", "var/log",
         "var/run", "var/service",
     ):

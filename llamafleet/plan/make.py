@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from llamafleet.plan import decide
 from llamafleet.plan.addresses import cluster_address_of
 from llamafleet.plan.firewall import firewall_plan, gets_firewall
+from llamafleet.plan.heal import degraded_rows
 from llamafleet.plan.memory import SPLIT_STEPS, format_split, quantisation_hint, split_by_capacity
 from llamafleet.plan.ports import PortChoice, plan_ports, rank_order
 from llamafleet.plan.shapes import HostInput, MasterPlan, Plan, PlanError, PlannedHost
@@ -226,6 +227,10 @@ def make_plan(hosts: list[HostInput], model_size_mb: float) -> Plan:
         if gets_firewall(device.host.settings, entry.platform):
             entry.firewall = firewall_plan(entry, planned[0], device.host.settings, master_settings)
     server_host, server_port = decide.server_address_of(master_input.name, master_settings)
+    serving = [host for host in planned[1:] if host.connect]
+    degraded = degraded_rows([host.name for host in serving], [str(host.connect) for host in serving],
+                             [host.usable_mb for host in serving], model_size_mb,
+                             splits if master_settings.llama_tensor_split else None)
     master_plan = MasterPlan(
         name=master_input.name,
         api_url=decide.api_url_of(master_input.name, master_settings),
@@ -235,6 +240,7 @@ def make_plan(hosts: list[HostInput], model_size_mb: float) -> Plan:
         threads=planned[0].threads,
         server_host=server_host,
         server_port=server_port,
+        degraded=tuple(degraded),
     )
     return Plan(planned, master_plan, model_size_mb, _hints(planned, len(workers)))
 

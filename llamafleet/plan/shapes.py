@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any, Mapping
 
 from llamafleet.settings import HostSettings, settings_for
+from llamafleet.plan.heal import ServingRow
 
 
 class PlanError(Exception):
@@ -140,6 +141,8 @@ class MasterPlan:
     threads: int
     server_host: str = ""
     server_port: int = 0
+    # The groups of workers it serves with when some are away, best first (llamafleet.plan.heal).
+    degraded: tuple[ServingRow, ...] = ()
 
 
 @dataclass

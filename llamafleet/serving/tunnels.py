@@ -46,9 +46,15 @@ def tunnel_argv(
         "-o", "StrictHostKeyChecking=yes",
         # Fail (and let the supervisor restart us) rather than run without the forward.
         "-o", "ExitOnForwardFailure=yes",
-        # Notice a dead phone within ~45 s; runit then retries every few seconds.
-        "-o", "ServerAliveInterval=15",
-        "-o", "ServerAliveCountMax=3",
+        # Notice a dead phone within 10-15 s and end, so the forward closes and the master's
+        # launcher serves without it; then retry every few seconds (a connect gives up after
+        # 5 s rather than the kernel's two minutes of SYNs), so the phone is back soon after
+        # its link. The phone's sshd ends its side just as soon (ClientAliveInterval, in
+        # templates/termux/sshd-llamafleet.conf.j2): else its rpc-server keeps serving the
+        # dead tunnel's connection and never answers the new one.
+        "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=2",
+        "-o", "ConnectTimeout=5",
         "-o", "TCPKeepAlive=yes",
         "-p", str(ssh_port),
         "-L", f"127.0.0.1:{rpc_port}:127.0.0.1:{rpc_port}",

@@ -78,12 +78,20 @@ def host(state, name: str):
 
 
 def rpc_port(name: str) -> int:
-    """The worker's port, as the master's unit passes it to llama-server (--rpc)."""
+    """The worker's port, as the master's llama-server got it (--rpc)."""
     address = load_state().host(name).address
-    unit = lab_exec(MASTER, f"systemctl cat {MASTER_UNIT}").stdout
-    match = re.search(re.escape(address) + r":(\d+)", unit)
-    assert match, f"{name} ({address}) is not in the master's --rpc:\n{unit}"
+    rpc = master_rpc()
+    match = re.search(re.escape(address) + r":(\d+)", rpc)
+    assert match, f"{name} ({address}) is not in the master's --rpc {rpc}"
     return int(match.group(1))
+
+
+def master_rpc() -> str:
+    """The --rpc of the llama-server running on the master (its launcher chose it)."""
+    args = lab_exec(MASTER, "ps -C llama-server -o args=").stdout
+    match = re.search(r"--rpc (\S+)", args)
+    assert match, f"no llama-server with --rpc on {MASTER}: {args!r}"
+    return match.group(1)
 
 
 def port_open(from_host: str, address: str, port: int) -> bool:
@@ -276,8 +284,8 @@ def test_a_phone_added_at_the_end_joins_without_moving_the_others(lab):
     FIGURES["deploy adding a phone"] = f"{seconds:.0f} s"
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     assert worker_state() == before  # same ports, same processes: nobody else restarted
-    unit = lab_exec(MASTER, f"systemctl cat {MASTER_UNIT}").stdout
-    assert re.search(r"--rpc \S*127\.0\.0\.1:\d+", unit), unit  # the phone, through its tunnel
+    running = lambda: lab_exec(MASTER, "ps -C llama-server -o args=").stdout  # noqa: E731
+    assert wait_for(lambda: re.search(r"--rpc \S*127\.0\.0\.1:\d+", running()), 60), running()  # the phone, by its tunnel
     completion()
     log = lab_exec(PHONE, "cat $PREFIX/var/log/sv/llama-rpc/current").stdout
     assert "Accepted client connection" in log, log[-2000:]

@@ -14,7 +14,7 @@ from pyinfra.operations import files
 
 from llamafleet import layout
 from llamafleet.plan import HostInput, make_plan
-from llamafleet.serving import account, chat_template, cluster, probes, secrets, services
+from llamafleet.serving import account, chat_template, cluster, phone_sshd, probes, secrets, services
 from llamafleet.settings import settings_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +37,8 @@ class FakeHost:
     def get_fact(self, cls, **kwargs):
         if cls is account.DirectoryChain:
             return self.chain
+        if cls is phone_sshd.SshdReadsDropIns:
+            return True
         return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOdpNqtG6dwn8Sr0f1SVjTnVrEdxqvAzpHSqzpOLfg9c"  # SshHostKey
 
 
@@ -63,6 +65,7 @@ def deploy(monkeypatch, tmp_path):
         monkeypatch.setattr(services, "supervise", lambda service, manager, prefix=None: calls.append(
             ("supervise", {"service": service, "manager": manager})))
         monkeypatch.setattr(services, "services_retired", record("retired"))
+        monkeypatch.setattr(phone_sshd, "sshd_reloaded", record("sshd_reloaded"))
         monkeypatch.setattr(account, "service_account", record("service_account"))
         monkeypatch.setattr(probes, "endpoints_reachable", record("reachable"))
         monkeypatch.setattr(probes, "http_healthy", record("healthy"))
@@ -106,7 +109,8 @@ def test_a_linux_masters_secrets_are_roots_and_its_groups_and_its_services_the_u
         f"{etc}/api-key": ("root", "llamafleet", "640"),
         f"{etc}/chat-template.jinja": ("root", "llamafleet", "640"),
     }
-    assert owners(calls, "template") == {f"{etc}/tunnel_known_hosts": ("root", "llamafleet", "640")}
+    assert owners(calls, "template") == {f"{etc}/tunnel_known_hosts": ("root", "llamafleet", "640"),
+                                         "/opt/llamafleet/libexec/llama-server-launch.bash": ("root", "llamafleet", "640")}
     supervised = {kwargs["service"].name: kwargs["service"] for called, kwargs in calls if called == "supervise"}
     assert sorted(supervised) == ["llama-server", "llama-tunnel-phone1"]
     assert {(s.user, s.group, tuple(s.capabilities), s.memlock) for s in supervised.values()} == {
@@ -121,7 +125,9 @@ def test_a_phone_master_keeps_its_modes_and_runs_as_the_app(deploy):
     assert owners(calls, "directory") == {etc: (None, None, "700")}
     assert owners(calls, "put") == {f"{etc}/tunnel_ed25519": (None, None, "600"), f"{etc}/api-key": (None, None, "600"),
                                     f"{etc}/chat-template.jinja": (None, None, "644")}
-    assert owners(calls, "template") == {f"{etc}/tunnel_known_hosts": (None, None, "600")}
+    assert owners(calls, "template") == {
+        f"{etc}/tunnel_known_hosts": (None, None, "600"),
+        "/data/data/com.termux/files/home/llamafleet/libexec/llama-server-launch.bash": (None, None, "600")}
     assert {kwargs["service"].user for called, kwargs in calls if called == "supervise"} == {None}
 
 
@@ -143,8 +149,13 @@ def test_a_linux_worker_runs_as_the_user_with_its_cache_its_own(deploy):
 
 def test_a_phone_worker_has_no_user_to_switch_to(deploy):
     calls = deploy("tasks/workers.py", "phone1", LINUX_MASTER, host_input("phone1", "10.0.0.21", TERMUX, rpc_cache=True))
-    assert "directory" not in [called for called, _ in calls]  # rpc-server, the app, makes its own cache
+    prefix = TERMUX["prefix"]
+    # rpc-server, the app, makes its own cache; the one directory made is sshd's drop-in folder.
+    assert [kwargs["path"] for called, kwargs in calls if called == "directory"] == [f"{prefix}/etc/ssh/sshd_config.d"]
     assert next(kwargs["service"] for called, kwargs in calls if called == "supervise").user is None
+    # A tunnelled phone's sshd lets go of a vanished master: the drop-in, then a reload when it changed.
+    assert owners(calls, "template")[f"{prefix}/etc/ssh/sshd_config.d/llamafleet.conf"] == (None, None, "600")
+    assert [kwargs["prefix"] for called, kwargs in calls if called == "sshd_reloaded"] == [prefix]
 
 
 def test_the_account_is_made_on_linux_only_and_never_under_a_private_directory(deploy):

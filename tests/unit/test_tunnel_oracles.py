@@ -86,8 +86,9 @@ def test_ssh_reads_the_tunnel_command_as_intended(tmp_path):
         "userknownhostsfile": [str(known_hosts)],
         "stricthostkeychecking": ["true"],
         "exitonforwardfailure": ["yes"],
-        "serveraliveinterval": ["15"],
-        "serveralivecountmax": ["3"],
+        "serveraliveinterval": ["5"],
+        "serveralivecountmax": ["2"],
+        "connecttimeout": ["5"],
         "tcpkeepalive": ["yes"],
         "localforward": ["[127.0.0.1]:50052 [127.0.0.1]:50052"],
     }

@@ -1,0 +1,58 @@
+"""The master's llama-server launcher: serve with the workers that answer, heal when one leaves.
+
+The launcher (templates/llamafleet/libexec/llama-server-launch.bash.j2) is what the master's
+service runs: it picks the first planned group of workers whose rpc-servers all answer a
+HELLO, execs llama-server with that group's --rpc and -ts, and keeps a watcher beside it that
+kills llama-server (the supervisor starts the launcher again) when a tunnelled worker's
+forward is gone, or when a worker left out answers again. The groups come from the plan
+(llamafleet.plan.heal), so no split is worked out on the device.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from llamafleet.plan import Plan
+from llamafleet.plan.heal import ServingRow
+
+LAUNCHER_TEMPLATE = "llamafleet/libexec/llama-server-launch.bash.j2"
+
+
+@dataclass(frozen=True)
+class HealTimes:
+    """How long the launcher waits and how often it probes (seconds).
+
+    full_wait: at start, how long to wait for every worker before serving with fewer (a phone
+    that is rebooting may take this long to answer; the watcher re-admits it later anyway).
+    give_up: the launcher exits after this (the supervisor starts it again), as the old
+    wait-for step did. probe: the bound on one HELLO or TCP probe. interval: between probes of
+    the watcher; a tunnel is declared lost after two failed probes in a row (one may fail
+    while its ssh client reconnects), and a missing worker re-admitted after two answers.
+    """
+
+    full_wait: int = 10
+    give_up: int = 120
+    probe: int = 3
+    interval: int = 2
+
+
+def launcher_context(plan: Plan, *, bash: str, manager: str, argv: list[str],
+                     times: HealTimes = HealTimes()) -> dict:
+    """The template's values for the master of `plan`; `argv` is llama-server's command line
+    without --rpc and -ts (the launcher adds the chosen group's)."""
+    workers = [worker for worker in plan.workers() if worker.connect]
+    whole = ServingRow(tuple(worker.name for worker in workers), plan.master.rpc, plan.master.tensor_split)
+    return {
+        "bash": bash,
+        "manager": manager,
+        "rows": [whole, *plan.master.degraded],
+        "endpoints": [(worker.name, str(worker.connect)) for worker in workers],
+        "tunnelled": [worker.name for worker in workers if worker.transport == "tunnel"],
+        "command": shlex.join(argv),
+        "full_wait_seconds": times.full_wait,
+        "wait_seconds": times.give_up,
+        "probe_seconds": times.probe,
+        "probe_interval_seconds": times.interval,
+        "quote": shlex.quote,
+    }
