@@ -3,7 +3,8 @@
 lab up (linux2 has a user's ACCEPT-everything rule) -> deploy -> deploy again (no changes) ->
 verify -> chat clients (openai) get clean replies -> outsider shut out -> firewall forgotten (as at a reboot): the services restore it, a
 deploy the sysctls -> kill a worker
-(back within 5 s) -> verify -> kill a tunnel (back, next completion works) -> reboot a phone (boot
+(back within 5 s) -> verify -> kill a tunnel (back, next completion works) -> heal drill: a phone's link down for 3
+minutes (served without it within 60 s, taken back within 60 s of its return) -> reboot a phone (boot
 script: sshd and services new, wake lock held; doctor) -> the boot script removed: nothing comes
 back, no wake lock (doctor and verify say so), the phone dozes; a deploy repairs -> verify -> a wrong model sha256 stops the deploy before any change ->
 diagnose -> phones switched to direct and back (tunnels retired, then restored) -> verify fails
@@ -18,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -322,6 +324,80 @@ def test_killed_tunnel_comes_back_and_the_next_completion_works(lab):
     FIGURES["completion after a tunnel kill"] = f"{answer['timings']['predicted_per_second']:.1f} tokens/s"
 
 
+PHONE2_RPC_PORT = 50052 + 2 - 1  # phone2 is the second worker of the first deploy
+
+
+def master_rpc() -> str:
+    """The --rpc of the llama-server running on the master ("" while none runs)."""
+    match = re.search(r"--rpc (\S+)", lab_exec("linux1", "ps -C llama-server -o args=").stdout)
+    return match.group(1) if match else ""
+
+
+def serving_with_every_worker(seconds: float = 120) -> bool:
+    """Wait until the master's llama-server serves with all three workers (its launcher takes
+    a worker back after it returned) and answers /health."""
+    def every() -> bool:
+        if len(master_rpc().split(",")) != 3:
+            return False
+        try:
+            with urllib.request.urlopen(f"{MASTER_API}/health", timeout=5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+    return wait_for(every, seconds, interval=1)
+
+
+def rpc_log(phone: str) -> list[str]:
+    return lab_exec(phone, "cat $PREFIX/var/log/sv/llama-rpc/current").stdout.splitlines()
+
+
+def test_a_phone_away_for_3_minutes_is_served_without_then_taken_back(lab):
+    """Heal drill: phone2 leaves its Wi-Fi for 3 minutes (longer than every keepalive: the
+    tunnel's 10 s, the phone sshd's 15 s). The master serves again without it, then takes it
+    back once its link returns: its rpc-server logs the master's connection and keeps it."""
+    from llamafleet_lab.profiles import set_link
+
+    phone2 = f"127.0.0.1:{PHONE2_RPC_PORT}"
+    assert phone2 in master_rpc().split(","), master_rpc()  # control: served with phone2
+    key = (secrets_location(WORKDIR / INVENTORY) / "api-key").read_text().strip()
+    set_link("phone2", False)
+    lost = time.monotonic()
+    try:
+        served_after = None
+        while time.monotonic() - lost < 60:
+            try:
+                answer = complete(MASTER_API, key, "The capital of France is", n_predict=8, timeout=10)
+                if answer.get("content", "").strip() and phone2 not in master_rpc():
+                    served_after = time.monotonic() - lost
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert served_after is not None, f"no completion within 60 s of phone2's loss (--rpc {master_rpc()})"
+        FIGURES["completion again after a phone's loss"] = f"{served_after:.0f} s"
+        assert len(master_rpc().split(",")) == 2, master_rpc()
+        time.sleep(max(0.0, 180 - (time.monotonic() - lost)))
+        answer = complete(MASTER_API, key, "The capital of France is", n_predict=8, timeout=30)
+        assert answer["tokens_predicted"] > 0  # still serving, 3 minutes on
+        held_before = len(rpc_log("phone2"))
+    finally:
+        set_link("phone2", True)
+    back = time.monotonic()
+
+    def taken_back() -> bool:
+        if phone2 not in master_rpc().split(","):
+            return False
+        new_lines = rpc_log("phone2")[held_before:]
+        accepted = [i for i, line in enumerate(new_lines) if "Accepted client connection" in line]
+        # The master's connection is held; the launcher's HELLO probes are closed at once.
+        return bool(accepted) and not any("Client connection closed" in line for line in new_lines[accepted[-1]:])
+    assert wait_for(taken_back, 60, interval=1), (
+        f"phone2 not serving 60 s after its link returned (--rpc {master_rpc()}):\n" + "\n".join(rpc_log("phone2")[-15:]))
+    FIGURES["phone serving again after its link returned"] = f"{time.monotonic() - back:.0f} s"
+    answer = completion_after_restart()
+    assert answer["tokens_predicted"] > 0 and phone2 in master_rpc().split(",")
+
+
 def doctor() -> subprocess.CompletedProcess:
     return run(str(BIN / "llamafleet"), "doctor", INVENTORY, timeout=300)
 
@@ -347,6 +423,7 @@ def test_rebooted_phone_comes_back_by_its_boot_script(lab):
     sshd_after = set(lab_exec("phone2", "pgrep -x sshd").stdout.split())
     assert sshd_after and not sshd_after & sshd_before, "sshd survived the reboot (Android keeps nothing)"
     assert lab_phone.wake_lock("phone2", lab) == "held", "the boot script did not take the wake lock"
+    assert serving_with_every_worker(), f"the master did not take phone2 back (--rpc {master_rpc()})"
     result = verify()
     assert result.returncode == 0, result.stdout[-6000:]
     report = doctor()
@@ -395,6 +472,7 @@ def test_without_its_boot_script_a_rebooted_phone_stays_down_and_dozes(lab):
     report = doctor()
     assert doctor_row(report.stdout, "phone2", "wake lock") == "OK", report.stdout
     assert doctor_row(report.stdout, "phone2", "boot script") == "OK", report.stdout
+    assert serving_with_every_worker(), f"the master did not take phone2 back (--rpc {master_rpc()})"
     assert verify().returncode == 0
 
 
