@@ -45,8 +45,24 @@ def master_lines(plan: Plan) -> list[str]:
         f"master {master.name}: {master.api_url}  --load-mode {master.load_mode}  -t {master.threads}",
         f"  --rpc {master.rpc}",
         f"  -ts {master.tensor_split}",
+        *_without_lines(plan),
         *(f"hint: {hint}" for hint in plan.hints),
     ]
+
+
+def _without_lines(plan: Plan) -> list[str]:
+    """What the master serves with when one worker is away (the groups missing one; more in
+    plan --json), or that it waits for it when the others cannot hold the model."""
+    names = [worker.name for worker in plan.workers() if worker.connect]
+    if len(names) < 2:
+        return []
+    by_group = {row.workers: row for row in plan.master.degraded}
+    lines = []
+    for away in names:
+        row = by_group.get(tuple(name for name in names if name != away))
+        lines.append(f"  without {away}: -ts {row.tensor_split} over {' '.join(row.workers)}" if row
+                     else f"  without {away}: the others cannot hold the model; the master waits for it")
+    return lines
 
 
 def render_table(plan: Plan) -> str:

@@ -330,11 +330,30 @@ def test_the_plan_table():
         "master box: http://box.lan:8080  --load-mode mmap  -t 4",
         "  --rpc 127.0.0.1:50052,board.lan:50053,bare.lan:50054",
         "  -ts 0.526,0.237,0.237",
+        # 9000 MB: no two of them hold it (7400 and 4600 MB)
+        "  without phone1: the others cannot hold the model; the master waits for it",
+        "  without board: the others cannot hold the model; the master waits for it",
+        "  without bare: the others cannot hold the model; the master waits for it",
         "hint: phone1: tight: 4734 of 5100 MB usable RAM; a smaller quantisation leaves room for the OS",
         "hint: board: tight: 2133 of 2300 MB usable RAM; a smaller quantisation leaves room for the OS",
         "hint: bare: tight: 2133 of 2300 MB usable RAM; a smaller quantisation leaves room for the OS",
         "hint: 3 RPC workers: upstream reports stalls with 3+ workers; if the master hangs, try fewer, larger workers",
     ]
+
+
+def test_the_plan_says_what_the_master_serves_with_when_a_worker_is_away():
+    """4000 MB: any two hold it. Without phone1, board and bare split it evenly; without board,
+    phone1 (5100) and bare (2300) by RAM: 0.689 and 0.311."""
+    plan = make_plan(table_cluster(), 4000)
+    lines = render_table(plan).split("\n")
+    assert [line for line in lines if line.startswith("  without")] == [
+        "  without phone1: -ts 0.5,0.5 over board bare",
+        "  without board: -ts 0.689,0.311 over phone1 bare",
+        "  without bare: -ts 0.689,0.311 over phone1 board",
+    ]
+    # One alone: only phone1 (5100 MB usable) holds 4000 MB, and it comes after every pair.
+    assert [row.workers for row in plan.master.degraded if len(row.workers) == 1] == [("phone1",)]
+    assert [len(row.workers) for row in plan.master.degraded] == [2, 2, 2, 1]
 
 
 def test_tight_means_less_than_a_tenth_of_usable_ram_left():
