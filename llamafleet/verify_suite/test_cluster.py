@@ -397,5 +397,6 @@ def test_completion_through_every_worker(master, cluster, api_key):
           f"{' after one master restart' if failures else ''}: {answer['content']!r}")
     for planned in cluster.plan.workers():
         assert _rpc_peers(master, planned), (
-            f"{planned.name}: {master.name} holds no connection to {planned.connect}: the master does not use it"
+            f"{planned.name}: {master.name} holds no connection to {planned.connect}: the master does not use it "
+            "(its launcher leaves out a worker that does not answer HELLO: see llama-server's log)"
         )
