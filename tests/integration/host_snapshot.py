@@ -8,7 +8,7 @@ Exactly these are compared (each key of the dict):
 - "files": every entry under the paths llamafleet writes, as "<path>/<relative>  <type>[ -> <link
   target>]" (type as find's %y: f file, d directory, l link), the path itself included; a path
   that is not there is "<path>  absent". Phones: <home>/llamafleet (the base), $PREFIX/var/service,
-  $PREFIX/var/log/sv, <home>/.termux/boot. Linux: /opt/llamafleet (the base), /etc/systemd/system,
+  $PREFIX/var/log/sv, <home>/.termux/boot, $PREFIX/etc/ssh/sshd_config.d (sshd's drop-ins). Linux: /opt/llamafleet (the base), /etc/systemd/system,
   /etc/sv, /etc/service, /etc/sysctl.d, /etc/iptables, /etc/nftables.d, /etc/llamafleet,
   /var/log/llamafleet. `bases=` names other bases (a `llamafleet_dir` of the inventory).
 - "authorized_keys": the lines of <home>/.ssh/authorized_keys (phone: the Termux home; Linux:
@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable
 TERMUX_PREFIX = "/data/data/com.termux/files/usr"
 TERMUX_HOME = "/data/data/com.termux/files/home"
 PHONE_PATHS = (f"{TERMUX_HOME}/llamafleet", f"{TERMUX_PREFIX}/var/service", f"{TERMUX_PREFIX}/var/log/sv",
-               f"{TERMUX_HOME}/.termux/boot")
+               f"{TERMUX_HOME}/.termux/boot", f"{TERMUX_PREFIX}/etc/ssh/sshd_config.d")
 LINUX_PATHS = ("/opt/llamafleet", "/etc/systemd/system", "/etc/sv", "/etc/service", "/etc/sysctl.d",
                "/etc/iptables", "/etc/nftables.d", "/etc/llamafleet", "/var/log/llamafleet")
 LINUX_HOME = "/root"
