@@ -207,7 +207,18 @@ def retire_commands(layout: ServiceLayout, name: str) -> list[str]:
         # A down file keeps the service down if runsvdir starts runsv again before the removal.
         f"touch {directory}/down",
         f"sv force-stop {directory} >/dev/null 2>&1 || true",
+    ]
+    if not layout.enabled_link:
+        # termux-services' runsvdir scans the definitions themselves: renamed to a dot name,
+        # which runsvdir skips, the service is not started again by its next scan.
+        hidden = shlex.quote(f"{layout.definition_dir.rsplit('/', 1)[0]}/.{name}.removed")
+        commands.append(f"rm -rf {hidden}; mv {directory} {hidden}")
+        directory = hidden
+    commands += [
         f"sv exit {directory} >/dev/null 2>&1 || true",
+        # runsv exits after its logger has (asynchronously): wait, bounded, until it has, so
+        # nothing of the service runs when this ends. `sv status` fails once runsv is gone.
+        f"i=0; while sv status {directory} >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done",
         f"rm -rf {directory}",
     ]
     return commands

@@ -87,6 +87,10 @@ def test_retire_stops_a_runit_service_for_good(tmp_path):
         service.mkdir(parents=True)
         (service / "run").write_text(f"#!/bin/bash\nexec -a {name}-{tmp_path.name} sleep 600\n")
         (service / "run").chmod(0o755)
+        # A log service, as every llamafleet service has: runsv exits only after its logger.
+        (service / "log").mkdir()
+        (service / "log/run").write_text("#!/bin/sh\nexec cat >/dev/null\n")
+        (service / "log/run").chmod(0o755)
     runsvdir = subprocess.Popen(["runsvdir", str(svdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 15
@@ -100,6 +104,9 @@ def test_retire_stops_a_runit_service_for_good(tmp_path):
         subprocess.run(["sh", "-c", script], check=True, timeout=30)
 
         assert not (svdir / "llama-tunnel-phone2").exists()
+        # Gone when the commands end, runsv included: remove's before/after comparison looks at once.
+        supervisors = subprocess.run(["pgrep", "-fx", "runsv llama-tunnel-phone2"], capture_output=True)
+        assert supervisors.returncode == 1, "runsv of the retired service still runs"
         time.sleep(6)  # runsvdir rescans every 5 s: it must not bring the service back
         assert not (svdir / "llama-tunnel-phone2").exists()
         running = subprocess.run(["pgrep", "-f", f"llama-tunnel-phone2-{tmp_path.name}"], capture_output=True)
