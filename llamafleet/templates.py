@@ -2,7 +2,7 @@
 
 Whole files (run scripts, units, the boot script, the sysctl drop-in, the known hosts of the
 tunnels) are written by pyinfra's `files.template` from `template_path(...)`. Fragments (the
-firewall rules files, the lines a service runs before it starts, the wait step, the source
+firewall rules files, the lines a service runs before it starts, the source
 scripts, the build script) are rendered here, with the same Jinja2 environment as
 `files.template` (pyinfra's `get_template`: an undefined name is an error, the trailing newline
 is kept), and then written or run by an operation, or passed into a whole-file template.

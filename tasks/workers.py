@@ -9,10 +9,8 @@ port forward.
 from pyinfra import host
 from pyinfra.operations import files
 
-from llamafleet.serving import phone_sshd
-
 from llamafleet.layout import TERMUX_BOOT_SCRIPT, device_paths
-from llamafleet.serving import cluster, wakelock
+from llamafleet.serving import cluster, phone_sshd, wakelock
 from llamafleet.serving.account import listen_capabilities
 from llamafleet.serving.secrets import existing_tunnel_key, tunnel_key
 from llamafleet.serving.services import Service, supervise

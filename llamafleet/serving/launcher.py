@@ -25,10 +25,10 @@ class HealTimes:
 
     full_wait: at start, how long to wait for every worker before serving with fewer (a phone
     that is rebooting may take this long to answer; the watcher re-admits it later anyway).
-    give_up: the launcher exits after this (the supervisor starts it again), as the old
-    wait-for step did. probe: the bound on one HELLO or TCP probe. interval: between probes of
-    the watcher; a tunnel is declared lost after two failed probes in a row (one may fail
-    while its ssh client reconnects), and a missing worker re-admitted after two answers.
+    give_up: the launcher exits after this (the supervisor starts it again). probe: the bound
+    on one HELLO or TCP probe. interval: between probes of the watcher; a tunnel is declared
+    lost after two failed probes in a row (one may fail while its ssh client reconnects), and
+    a missing worker re-admitted after two answers.
     """
 
     full_wait: int = 10

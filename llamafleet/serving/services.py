@@ -15,7 +15,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, operation
 from pyinfra.operations import files, server, systemd
 
-from llamafleet.templates import render_one_line, template_path
+from llamafleet.templates import template_path
 MANAGERS = ("termux-services", "runit", "systemd")
 
 
@@ -27,9 +27,6 @@ class Service:
     description: str
     argv: list[str]
     env: list[tuple[str, str]] = field(default_factory=list)
-    # (name, address, port) endpoints the run script waits for, bounded by wait_seconds.
-    wait_for: list[tuple[str, str, int]] = field(default_factory=list)
-    wait_seconds: int = 120
     # Called at execution time: True when the service must restart although its definition did
     # not change (a new binary was installed).
     restart_if: Callable[[], bool] | None = None
@@ -51,13 +48,6 @@ class Service:
     @property
     def command(self) -> str:
         return shlex.join(self.argv)
-
-    @property
-    def wait_script(self) -> str:
-        """One bash line: wait (bounded by wait_seconds) until every wait_for endpoint accepts a
-        TCP connection, naming who is missing; exit 1 when the time is up (the supervisor
-        retries). The runit run script and the systemd unit both run this same line."""
-        return render_one_line("services/wait-for.bash.j2", wait_for=self.wait_for, wait_seconds=self.wait_seconds)
 
 
 @dataclass(frozen=True)
@@ -249,12 +239,9 @@ def definition_context(service: Service, layout: ServiceLayout) -> dict:
     return dict(
         description=service.description,
         manager=layout.manager,
-        shell=layout.bash if service.wait_for else layout.shell,
+        shell=layout.shell,
         log_dir=layout.log_dir,
         env=service.env,
-        wait_for=service.wait_for,
-        wait_seconds=service.wait_seconds,
-        wait_script=service.wait_script,
         command=service.command,
         prestart=service.prestart,
         # Not `user`/`group`: files.template would make those the owner of the file it writes
@@ -296,7 +283,7 @@ def supervise(service: Service, manager: str, prefix: str | None = None, _sudo: 
         dest=f"{layout.definition_dir}/log/run",
         mode="755",
         create_remote_dir=True,
-        **{**context, "shell": layout.shell},  # no wait step: sh suffices
+        **context,
     )
     run = files.template(
         name=f"{service.name}: run script",

@@ -12,26 +12,11 @@ import subprocess
 import pytest
 
 from llamafleet.operations.build import BUILD_SCRIPT
-from llamafleet.serving.services import Service
 from llamafleet.serving.wakelock import prestart_lines, take_command
 from llamafleet.templates import TEMPLATES, render
 
 REPO = TEMPLATES.parents[1]
 RECORD = "/data/data/com.termux/files/home/llamafleet/run/wake-lock"
-
-
-def test_the_wait_step_is_one_bash_line_as_before():
-    service = Service("s", "d", ["x"], wait_for=[("phone1", "127.0.0.1", 50052), ("board", "198.18.0.12", 50053)],
-                      wait_seconds=120)
-    assert service.wait_script == (
-        'waited=0; while :; do missing=""; '
-        '(exec 3<>/dev/tcp/127.0.0.1/50052) 2>/dev/null || missing="$missing phone1(127.0.0.1:50052)"; '
-        '(exec 3<>/dev/tcp/198.18.0.12/50053) 2>/dev/null || missing="$missing board(198.18.0.12:50053)"; '
-        '[ -z "$missing" ] && break; if [ "$waited" -ge 120 ]; then '
-        'echo "llamafleet: still waiting after ${waited}s for:$missing"; exit 1; fi; '
-        "sleep 2; waited=$((waited + 2)); done"
-    )
-    assert "\n" not in Service("s", "d", ["x"]).wait_script
 
 
 def test_the_wake_lock_line_and_a_phones_prestart_are_as_before():

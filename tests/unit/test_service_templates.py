@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import socket
 import subprocess
 
 import jinja2
@@ -46,61 +44,16 @@ def test_run_script_runs_prestart_lines_before_the_command(tmp_path):
     assert result.stdout.strip() == "after-prestart"
 
 
-def test_run_script_waits_for_listening_workers(tmp_path):
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        service = Service("s", "t", ["echo", "started"], wait_for=[("w1", "127.0.0.1", port)], wait_seconds=4)
-        result = execute(run_script(service), tmp_path)
-    assert result.returncode == 0 and "started" in result.stdout
-
-
-def test_run_script_names_missing_workers_and_gives_up(tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    service = Service("s", "t", ["echo", "started"], wait_for=[("phone2", "127.0.0.1", closed_port)], wait_seconds=2)
-    result = execute(run_script(service), tmp_path)
-    assert result.returncode == 1
-    assert f"phone2(127.0.0.1:{closed_port})" in result.stdout
-    assert "started" not in result.stdout
-
-
 def systemd_unit(service: Service) -> str:
     """The unit supervise() writes under systemd."""
     return render("systemd/service.j2", **definition_context(service, layout_for("systemd", service.name)))
 
 
-def systemd_wait(unit: str, tmp_path) -> subprocess.CompletedProcess:
-    """Run the unit's wait step as systemd would: "$$" unescaped, the quoted word split off."""
-    line = next(line for line in unit.splitlines() if line.startswith("ExecStartPre=/bin/bash -c "))
-    argv = shlex.split(line[len("ExecStartPre="):].replace("$$", "$"))
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
-
-
-def test_systemd_unit_waits_for_listening_workers(tmp_path):
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        unit = systemd_unit(Service("s", "t", ["echo", "started"], wait_for=[("w1", "127.0.0.1", port)], wait_seconds=4))
-        assert systemd_wait(unit, tmp_path).returncode == 0
-    assert "TimeoutStartSec=64" in unit and "StartLimitIntervalSec=0" in unit
-
-
-def test_systemd_unit_names_missing_workers_and_gives_up(tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    unit = systemd_unit(Service("s", "t", ["echo"], wait_for=[("phone2", "127.0.0.1", closed_port)], wait_seconds=2))
-    result = systemd_wait(unit, tmp_path)
-    assert result.returncode == 1
-    assert f"still waiting after 2s for: phone2(127.0.0.1:{closed_port})" in result.stdout
-
-
-def test_systemd_unit_without_workers_has_no_wait():
+def test_systemd_unit_restarts_however_often_and_waits_for_nothing():
+    """A worker may be away for hours: no start limit. Waiting for workers is the master's
+    launcher's (llamafleet.serving.launcher), not the unit's."""
     unit = systemd_unit(Service("s", "t", ["echo"]))
+    assert "StartLimitIntervalSec=0" in unit and "RestartSec=2" in unit
     assert "/dev/tcp" not in unit and "TimeoutStartSec" not in unit
 
 
