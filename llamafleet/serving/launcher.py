@@ -3,8 +3,9 @@
 The launcher (templates/llamafleet/libexec/llama-server-launch.bash.j2) is what the master's
 service runs: it picks the first planned group of workers whose rpc-servers all answer a
 HELLO, execs llama-server with that group's --rpc and -ts, and keeps a watcher beside it that
-kills llama-server (the supervisor starts the launcher again) when a tunnelled worker's
-forward is gone, or when a worker left out answers again. The groups come from the plan
+kills llama-server (the supervisor starts the launcher again) when the ssh process of a
+tunnelled worker's forward ends (llama-server's connection went with it), or when a worker
+that did not answer at start answers again. The groups come from the plan
 (llamafleet.plan.heal), so no split is worked out on the device.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from llamafleet.plan import Plan
 from llamafleet.plan.heal import ServingRow
+from llamafleet.serving.tunnels import local_forward
 
 LAUNCHER_TEMPLATE = "llamafleet/libexec/llama-server-launch.bash.j2"
 
@@ -26,9 +28,8 @@ class HealTimes:
     full_wait: at start, how long to wait for every worker before serving with fewer (a phone
     that is rebooting may take this long to answer; the watcher re-admits it later anyway).
     give_up: the launcher exits after this (the supervisor starts it again). probe: the bound
-    on one HELLO or TCP probe. interval: between probes of the watcher; a tunnel is declared
-    lost after two failed probes in a row (one may fail while its ssh client reconnects), and
-    a missing worker re-admitted after two answers.
+    on one HELLO. interval: between looks of the watcher; a missing worker is re-admitted
+    after two answers in a row.
     """
 
     full_wait: int = 10
@@ -48,7 +49,9 @@ def launcher_context(plan: Plan, *, bash: str, manager: str, argv: list[str],
         "manager": manager,
         "rows": [whole, *plan.master.degraded],
         "endpoints": [(worker.name, str(worker.connect)) for worker in workers],
-        "tunnelled": [worker.name for worker in workers if worker.transport == "tunnel"],
+        # The -L argument of each tunnelled worker's ssh: the launcher watches that process.
+        "forwards": [(worker.name, local_forward(int(worker.rpc_port))) for worker in workers
+                     if worker.transport == "tunnel"],
         "command": shlex.join(argv),
         "full_wait_seconds": times.full_wait,
         "wait_seconds": times.give_up,

@@ -34,6 +34,12 @@ def authorized_key_pattern(public_key: str) -> str:
     return f".*{public_key.split()[1].replace('/', '.')}.*"
 
 
+def local_forward(rpc_port: int) -> str:
+    """ssh's -L argument of a worker's tunnel: the master's loopback port to the worker's,
+    same number. The master's launcher finds the tunnel's ssh process by it."""
+    return f"127.0.0.1:{rpc_port}:127.0.0.1:{rpc_port}"
+
+
 def tunnel_argv(
     *, key_file: str, known_hosts: str, user: str, address: str, ssh_port: int, rpc_port: int
 ) -> list[str]:
@@ -57,7 +63,7 @@ def tunnel_argv(
         "-o", "ConnectTimeout=5",
         "-o", "TCPKeepAlive=yes",
         "-p", str(ssh_port),
-        "-L", f"127.0.0.1:{rpc_port}:127.0.0.1:{rpc_port}",
+        "-L", local_forward(rpc_port),
         f"{user}@{address}",
     ]
 

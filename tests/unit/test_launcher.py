@@ -1,7 +1,8 @@
 """The master's launcher, rendered from its template and run by bash against real sockets:
 rpc-server stand-ins that answer ggml-rpc's HELLO as rpc-server does (or accept and stay
-silent, as one still holding a dead client does), and a llama-server stand-in that records its
-arguments and waits to be killed."""
+silent, as one still holding a dead client does), tunnel stand-ins (a process named ssh that
+carries the forward's -L argument), and a llama-server stand-in that records its arguments and
+waits to be killed."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from llamafleet.plan.heal import ServingRow
 from llamafleet.serving.launcher import LAUNCHER_TEMPLATE, HealTimes, launcher_context
 from llamafleet.serving.probes import rpc_hello_request as hello_request
+from llamafleet.serving.tunnels import local_forward
 from llamafleet.templates import render
 
 FAST = HealTimes(full_wait=1, give_up=6, probe=1, interval=1)
@@ -77,6 +79,18 @@ class _Worker:
     connect: str
     transport: str
 
+    @property
+    def rpc_port(self) -> int:
+        return int(self.connect.rsplit(":", 1)[1])
+
+
+def fake_tunnel(tmp_path: Path, port: int) -> subprocess.Popen:
+    """A process whose comm is ssh and whose command line carries the tunnel's -L argument."""
+    ssh = tmp_path / "ssh"
+    if not ssh.exists():
+        ssh.symlink_to("/bin/sh")
+    return subprocess.Popen([str(ssh), "-c", "while :; do sleep 1; done", local_forward(port)])
+
 
 @dataclass
 class _Master:
@@ -124,11 +138,14 @@ def three(tmp_path):
     workers = [_Worker(name, f"127.0.0.1:{stand_in.port}", "tunnel" if name.startswith("phone") else "direct")
                for name, stand_in in stand_ins.items()]
     without_phone2 = ServingRow(("phone1", "linux1"), f"{workers[0].connect},{workers[1].connect}", "0.6,0.4")
-    processes = []
+    processes = {name: fake_tunnel(tmp_path, stand_ins[name].port) for name in ("phone1", "phone2")}
     yield stand_ins, workers, [without_phone2], processes
-    for process in processes:
+    for name, process in processes.items():
         if process.poll() is None:
-            os.killpg(process.pid, 9)
+            if name == "launcher":
+                os.killpg(process.pid, 9)
+            else:
+                process.kill()
     for stand_in in stand_ins.values():
         stand_in.close()
 
@@ -136,14 +153,17 @@ def three(tmp_path):
 def test_all_answering_serves_with_the_whole_plan_and_a_lost_tunnel_restarts_it(tmp_path, three):
     stand_ins, workers, degraded, processes = three
     process, record = launch(tmp_path, workers, degraded)
-    processes.append(process)
+    processes["launcher"] = process
     assert wait_for(record.exists, 5), (tmp_path / "log").read_text()
     assert record.read_text().split() == ["-m", "model.gguf", "--rpc", ",".join(w.connect for w in workers),
                                           "-ts", "0.5,0.25,0.25"]
-    stand_ins["phone2"].close()  # the tunnel's forward is gone
-    assert wait_for(lambda: process.poll() is not None, 8), (tmp_path / "log").read_text()
+    time.sleep(3)
+    assert process.poll() is None  # every tunnel up: nothing to do
+    processes["phone2"].kill()  # phone2's tunnel ends (its ssh gave up on the phone) ...
+    processes["phone2"].wait()  # ... and its supervisor reaps it, as runsv and systemd do
+    assert wait_for(lambda: process.poll() is not None, 5), (tmp_path / "log").read_text()
     assert process.returncode == -9  # llama-server (the launcher, after exec) killed: the supervisor restarts
-    assert f"lost phone2 ({workers[2].connect})" in (tmp_path / "log").read_text()
+    assert f"the tunnel to phone2 ({workers[2].connect}) ended" in (tmp_path / "log").read_text()
 
 
 def test_a_worker_that_does_not_answer_is_left_out_then_taken_back(tmp_path, three):
@@ -153,10 +173,10 @@ def test_a_worker_that_does_not_answer_is_left_out_then_taken_back(tmp_path, thr
     workers[2] = _Worker("phone2", f"127.0.0.1:{silent.port}", "tunnel")
     degraded = [ServingRow(("phone1", "linux1"), f"{workers[0].connect},{workers[1].connect}", "0.6,0.4")]
     process, record = launch(tmp_path, workers, degraded)
-    processes.append(process)
+    processes["launcher"] = process
     assert wait_for(record.exists, 8), (tmp_path / "log").read_text()
     assert record.read_text().split()[2:] == ["--rpc", f"{workers[0].connect},{workers[1].connect}", "-ts", "0.6,0.4"]
-    assert "serving without phone2 (no answer)" in (tmp_path / "log").read_text()
+    assert "without phone2 (no answer)" in (tmp_path / "log").read_text()
     time.sleep(3)
     assert process.poll() is None  # still silent: not taken back
     silent.answering = True
@@ -172,7 +192,26 @@ def test_no_group_that_holds_the_model_gives_up_in_time(tmp_path, three):
     stand_ins, workers, _, processes = three
     stand_ins["linux1"].close()
     process, record = launch(tmp_path, workers, [])  # no smaller group holds the model
-    processes.append(process)
+    processes["launcher"] = process
     assert wait_for(lambda: process.poll() is not None, FAST.give_up + 8)
     assert process.returncode == 1 and not record.exists()
     assert "no group of workers that can hold the model answers" in (tmp_path / "log").read_text()
+
+
+def test_a_worker_that_answers_but_fits_no_answering_group_is_not_waited_for(tmp_path, three):
+    """A hand split can make groups that are not nested: phone1 and phone2 may serve together
+    or phone1 alone, but never linux1 without phone2. With phone2 silent, phone1 serves alone;
+    linux1 answers all along and must not restart it again and again."""
+    stand_ins, workers, _, processes = three
+    stand_ins["phone2"].answering = False
+    ends = {w.name: w.connect for w in workers}
+    degraded = [ServingRow(("phone1", "phone2"), f"{ends['phone1']},{ends['phone2']}", "0.5,0.5"),
+                ServingRow(("phone1",), ends["phone1"], "1")]
+    process, record = launch(tmp_path, workers, degraded)
+    processes["launcher"] = process
+    assert wait_for(record.exists, 8), (tmp_path / "log").read_text()
+    assert record.read_text().split()[2:] == ["--rpc", ends["phone1"], "-ts", "1"]
+    log = (tmp_path / "log").read_text()
+    assert "without phone2 (no answer) linux1 (no planned group with it answers)" in log, log
+    time.sleep(5)
+    assert process.poll() is None, (tmp_path / "log").read_text()  # linux1's answers restart nothing
