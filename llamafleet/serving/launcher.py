@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from llamafleet.plan import Plan
 from llamafleet.plan.heal import ServingRow
+from llamafleet.serving.probes import RPC_HELLO_ANSWER_SIZE, rpc_hello_printf
 from llamafleet.serving.tunnels import local_forward
 
 LAUNCHER_TEMPLATE = "llamafleet/libexec/llama-server-launch.bash.j2"
@@ -56,6 +57,8 @@ def launcher_context(plan: Plan, *, bash: str, manager: str, argv: list[str],
         "full_wait_seconds": times.full_wait,
         "wait_seconds": times.give_up,
         "probe_seconds": times.probe,
+        "hello_request": rpc_hello_printf(),
+        "hello_answer_size": RPC_HELLO_ANSWER_SIZE,
         "probe_interval_seconds": times.interval,
         "quote": shlex.quote,
     }

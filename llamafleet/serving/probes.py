@@ -41,6 +41,15 @@ def rpc_hello_request() -> bytes:
     return bytes([RPC_CMD_HELLO]) + RPC_CAPS_SIZE.to_bytes(8, "little") + bytes(RPC_CAPS_SIZE)
 
 
+# The answer's length: its 64-bit size, then major, minor, patch, padding and the capabilities.
+RPC_HELLO_ANSWER_SIZE = 8 + 4 + RPC_CAPS_SIZE
+
+
+def rpc_hello_printf() -> str:
+    """The HELLO request as a printf format of octal escapes (sh's printf writes NUL bytes)."""
+    return "".join(f"\\{byte:03o}" for byte in rpc_hello_request())
+
+
 def _dev_tcp(address: str, port: int) -> str:
     """bash's /dev/tcp path for address:port (refusing anything that is not a plain address)."""
     if not _ADDRESS.fullmatch(address):
@@ -88,7 +97,7 @@ def rpc_hello_probe(address: str, port: int, seconds: int = 3) -> str:
     "answered" (it is idle: no client holds it), "closed" (it hung up), "silent" (connected, no
     answer within `seconds`: it is serving another client, one at a time) or "unreachable"
     (the connection failed or timed out). For hosts where `ss` cannot show who is connected."""
-    request = "".join(f"\\{byte:03o}" for byte in rpc_hello_request())
+    request = rpc_hello_printf()
     inner = shlex.quote(
         f"exec 3<>{_dev_tcp(address, port)} || exit 2; echo connected; printf '{request}' >&3; "
         "n=$(head -c 1 <&3 | wc -c); if [ $n -gt 0 ]; then echo answered; else echo closed; fi"
