@@ -123,8 +123,9 @@ ram_mb = None
 # rpc-server's local tensor cache (`-c`): a worker keeps the tensors it received under
 # $LLAMA_CACHE (default ~/.cache/llama.cpp/rpc) and the master sends only hashes on the next
 # load, so a restart loads in seconds instead of re-sending the weights over Wi-Fi. Costs
-# disk space equal to the worker's share of the model.
-rpc_cache = False
+# disk space equal to the worker's share of the model. Default: on when the worker's link was
+# measured (`llamafleet plan --measure`) under 100 Mbit/s, else off.
+rpc_cache = None
 
 # --- Model ----------------------------------------------------------------------------------
 
@@ -152,6 +153,17 @@ model_on_workers = False
 # Hand-written tensor split, one proportion per RPC worker in rank order, which is port order
 # as `llamafleet plan` shows it (must sum to 1). Default: from each device's usable RAM.
 llama_tensor_split = None
+
+# How the automatic tensor split is made: "speed" gives each device a share that minimises the
+# time per token, fastest devices first, each within its RAM limit (needs `llamafleet plan
+# --measure`); "ram" splits by usable RAM; "auto" is "speed" once every device is measured, else
+# "ram". llama_tensor_split, when set, wins over both.
+llama_split_by = "auto"
+
+# The master's own CPU holds and computes the first layers (llama-server's -ngl below all)
+# besides sending the rest to the workers. Default: on when the measured speeds say that is
+# faster; off without measurements.
+master_computes = None
 
 # llama-server --load-mode (auto, none, mmap, mlock, mmap+mlock, dio). Default: chosen from the
 # master's RAM: "mmap" when the model fits comfortably (lower peak RAM), "none" when it is tight

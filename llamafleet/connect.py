@@ -57,3 +57,21 @@ def run(client: paramiko.SSHClient, command: str, timeout: float = 60) -> tuple[
     _, stdout, stderr = client.exec_command(command, timeout=timeout)
     out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
     return stdout.channel.recv_exit_status(), out, err
+
+
+def upload_mbit(client: paramiko.SSHClient, limit_bytes: int, seconds: float | None = None) -> float:
+    """Megabits per second of a bounded upload over SSH to `cat > /dev/null` on the host: up
+    to `limit_bytes`, or fewer when `seconds` have passed (a slow link is not waited for). The
+    time runs until the host has read the last byte (its `cat` exited)."""
+    import time
+
+    started = time.monotonic()
+    stdin, stdout, _ = client.exec_command("cat > /dev/null", timeout=120)
+    block = bytes(1024 * 1024)
+    sent = 0
+    while sent < limit_bytes and (seconds is None or time.monotonic() - started < seconds):
+        stdin.write(block)
+        sent += len(block)
+    stdin.channel.shutdown_write()
+    stdout.channel.recv_exit_status()
+    return sent * 8 / (time.monotonic() - started) / 1e6

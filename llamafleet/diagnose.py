@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from llamafleet.connect import run, ssh_client
+from llamafleet.connect import run, ssh_client, upload_mbit
 from llamafleet.gather import gather_facts
 from llamafleet.layout import TERMUX_BOOT_SCRIPT
 from llamafleet.plan import PlanError, PlannedHost, make_plan, model_size_from_data
@@ -132,14 +132,7 @@ def check_worker(worker: PlannedHost, master: PlannedHost, data: dict, master_da
                 channel.close()
 
         # Bandwidth: a bounded transfer over SSH from the controller (iperf3 needs a server).
-        started = time.monotonic()
-        stdin, stdout, _ = worker_ssh.exec_command("cat > /dev/null", timeout=60)
-        block = bytes(1024 * 1024)
-        for _ in range(TRANSFER_BYTES // len(block)):
-            stdin.write(block)
-        stdin.channel.shutdown_write()
-        stdout.channel.recv_exit_status()
-        mbit = TRANSFER_BYTES * 8 / (time.monotonic() - started) / 1e6
+        mbit = upload_mbit(worker_ssh, TRANSFER_BYTES)
         rows.append(Row(name, "bandwidth (SSH, 16 MiB)", "ok" if mbit >= 100 else "warn", f"{mbit:.0f} Mbit/s",
                         "" if mbit >= 100 else "under 100 Mbit/s: model loads take minutes; use rpc_cache or 5 GHz Wi-Fi"))
 

@@ -26,8 +26,9 @@ from typing import Any, Iterable, Mapping
 from llamafleet.gather import PLAN_FACTS, GatherError
 from llamafleet.plan import PORT_RECORD_FACT
 from llamafleet.plan.decide import REFUSALS_FACT
+from llamafleet.plan.speed import SPEED_FACT
 
-_FACT_NAMES = (*PLAN_FACTS, PORT_RECORD_FACT, REFUSALS_FACT)
+_FACT_NAMES = (*PLAN_FACTS, PORT_RECORD_FACT, REFUSALS_FACT, SPEED_FACT)
 
 
 def write_facts(path: str | os.PathLike, hosts: Iterable[Any]) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from llamafleet.inventory_data import hosts_from_inventory, make_pyinfra_inventory
 from llamafleet.plan import PORT_RECORD_FACT, HostInput
 from llamafleet.plan.decide import REFUSALS_FACT
+from llamafleet.plan.speed import SPEED_FACT
 
 # The facts the plan reads, by class name in llamafleet.facts; and, beside them, the port the
 # deploy recorded on a worker (RpcPortRecord: its path depends on the device, read after these),
@@ -70,10 +71,12 @@ def read_plan_facts(host, classes: Mapping[str, type] | None = None) -> dict[str
     (llamafleet.serving.cluster), `plan`, `status` and the verify suite read the same."""
     from llamafleet.facts.ports import read_port_record
     from llamafleet.facts.refusals import read_refusals
+    from llamafleet.facts.speed import read_speed_record
 
     facts = {name: read_fact(host, cls) for name, cls in (classes or plan_fact_classes()).items()}
     facts[PORT_RECORD_FACT] = read_port_record(host)
     facts[REFUSALS_FACT] = read_refusals(host)
+    facts[SPEED_FACT] = read_speed_record(host)
     return facts
 
 

@@ -101,6 +101,12 @@ class Paths:
         return f"{self.base}/etc/rpc-port"
 
     @property
+    def speed_record(self) -> str:
+        """Where `llamafleet plan --measure` records the device's measured speed, for every later
+        plan to split the model by (llamafleet.plan.speed; read back by the SpeedRecord fact)."""
+        return f"{self.base}/etc/speed"
+
+    @property
     def cpu_refused(self) -> str:
         """Where the build records the ISA features this device's CPU refused (SIGILL in the
         self-test), for every later plan to leave out (llamafleet.cpu.refused; read back by

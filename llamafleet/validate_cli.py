@@ -57,6 +57,10 @@ def register(subparsers: Any) -> None:
         "(written when every host answered, before the plan is made)",
     )
     plan.add_argument("--svg", metavar="FILE", help="also draw the plan as an SVG picture in FILE")
+    plan.add_argument("--measure", action="store_true",
+                      help="first measure the deployed cluster (each worker through RPC and its link, the "
+                           "master's CPU; about a minute per worker, llama-server stops meanwhile) and keep "
+                           "the results on the devices: this and later plans split by speed")
     plan.set_defaults(func=run_plan)
 
 
@@ -104,6 +108,22 @@ def warnings(hosts: list[Any]) -> list[str]:
     return found
 
 
+def _measure(hosts: list[Any], model_mb: float) -> int:
+    """Measure the cluster as planned now (llamafleet.measure); progress on stderr."""
+    from pyinfra.api.exceptions import PyinfraError
+
+    from llamafleet.measure import measure
+    from llamafleet.measure_math import MeasureError
+    from llamafleet.plan import PlanError, make_plan
+
+    try:
+        measure(make_plan(hosts, model_mb), hosts, say=lambda line: print(f"measured {line}", file=sys.stderr))
+    except (PlanError, MeasureError, PyinfraError, OSError) as error:
+        print(f"measure: {error}", file=sys.stderr)
+        return EXIT_PROBLEM
+    return EXIT_OK
+
+
 def run_plan(args: argparse.Namespace) -> int:
     from llamafleet.gather import GatherError, gather_facts, hosts_with_recorded_facts
     from llamafleet.plan import PlanError, make_plan, model_size_from_data, render_table
@@ -132,6 +152,15 @@ def run_plan(args: argparse.Namespace) -> int:
             return _print_problems([Problem(CLUSTER, "record", f"{args.record}: {error.strerror or error}")])
 
     master = next(h for h in gathered.hosts if h.data.get("llama_role") == "master")
+    if getattr(args, "measure", False):
+        if args.facts:
+            return _print_problems([Problem(CLUSTER, "measure", "--measure reads the live hosts, not --facts")])
+        code = _measure(gathered.hosts, model_size_from_data(master.data) or 0)
+        if code != EXIT_OK:
+            return code
+        gathered = gather_facts(args.inventory, args.group_data)  # the plan reads the new records
+        if gathered.errors:
+            return _print_problems([Problem(name, "facts", why) for name, why in gathered.errors.items()])
     try:
         plan = make_plan(gathered.hosts, model_size_from_data(master.data) or 0)
     except PlanError as error:

@@ -120,8 +120,9 @@ if me.role == "master":
         f"{paths.bin}/{me.binary}",
         "-m", cluster.model_path(me),
         # --rpc and -ts: the launcher adds those of the group it serves with.
-        # Offload every layer to the RPC devices, so the plan's split is what runs.
-        "-ngl", "all",
+        # "all" offloads every layer to the RPC devices, so the plan's split is what runs; fewer
+        # keeps the first layers on this CPU (master_computes, llamafleet.plan.split).
+        "-ngl", plan.master.gpu_layers,
         "--load-mode", plan.master.load_mode,
         "--host", server_host,
         "--port", str(server_port),

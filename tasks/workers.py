@@ -26,7 +26,7 @@ if me.role == "worker":
     argv = [f"{paths.bin}/{me.binary}", "-H", me.address, "-p", str(me.rpc_port), "-t", str(me.threads)]
     env = []
     cache = f"{paths.base}/cache"
-    if settings.rpc_cache:
+    if me.rpc_cache:  # rpc_cache, else from the measured link (llamafleet.plan.decide.rpc_cache_of)
         argv.append("-c")
         env.append(("LLAMA_CACHE", cache))
         if me.service_user:

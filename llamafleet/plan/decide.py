@@ -151,3 +151,22 @@ def api_url_of(name: str, settings) -> str:
     if is_wildcard(host):
         host = cluster_address_of(name, settings)
     return f"http://{host_port(host, port)}"
+
+
+def device_class_of(settings, facts: Mapping[str, Any]) -> str:
+    """The class a measured speed carries over to (llamafleet.plan.speed): the same CPU
+    architecture, build rung and thread count compute alike. Empty when the CPU is unknown."""
+    cpu = facts.get("CpuProfile") or {}
+    if not cpu.get("arch"):
+        return ""
+    return f"{cpu.get('arch')} {march_of(settings, cpu, facts.get(REFUSALS_FACT)) or '-'} t{threads_of(settings, cpu)}"
+
+
+def rpc_cache_of(settings, link_mbit: float | None) -> bool:
+    """rpc_cache, else on when the worker's link was measured slower than CACHE_BELOW_MBIT: the
+    cache costs the device disk, and pays only where sending the weights again is slow."""
+    from llamafleet.plan.speed import CACHE_BELOW_MBIT
+
+    if settings.rpc_cache is not None:
+        return bool(settings.rpc_cache)
+    return link_mbit is not None and link_mbit < CACHE_BELOW_MBIT

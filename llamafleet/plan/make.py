@@ -16,6 +16,8 @@ from llamafleet.plan.addresses import cluster_address_of
 from llamafleet.plan.firewall import firewall_plan, gets_firewall
 from llamafleet.plan.heal import degraded_rows
 from llamafleet.plan.memory import SPLIT_STEPS, format_split, quantisation_hint, split_by_capacity
+from llamafleet.plan.speed import SPEED_FACT, Speed, speed_of
+from llamafleet.plan.split import Member, SplitChoice, choose_split, ram_choice
 from llamafleet.plan.ports import PortChoice, plan_ports, rank_order
 from llamafleet.plan.shapes import HostInput, MasterPlan, Plan, PlanError, PlannedHost
 from llamafleet.settings import SettingError
@@ -36,6 +38,8 @@ class _Device:
     ram_mb: float
     usable_mb: float
     arch: str | None
+    device_class: str = ""
+    speed: Speed | None = None
 
 
 def _ram_of(host: HostInput) -> float | None:
@@ -57,7 +61,8 @@ def _device(host: HostInput, reasons: list[str]) -> _Device | None:
         reasons.append(f"{host.name}: ram_mb: RAM unknown ({why} and no ram_mb in data)")
         return None
     arch = (host.facts.get("CpuProfile") or {}).get("arch")
-    return _Device(host, decide.platform_of(host), ram, decide.usable_of(host.settings, ram, arch), arch)
+    return _Device(host, decide.platform_of(host), ram, decide.usable_of(host.settings, ram, arch), arch,
+                   decide.device_class_of(host.settings, host.facts))
 
 
 def _planned(
@@ -113,6 +118,32 @@ def _planned(
         service_user=service_user,
         service_group=service_group,
     )
+
+
+def _speed_fields(device: _Device) -> tuple[float | None, str | None]:
+    speed = device.speed
+    return (speed.ms_per_mb, speed.measured_on) if speed else (None, None)
+
+
+def _own_link(host: HostInput) -> float | None:
+    """The worker's own measured link (a twin's record says nothing of this device's Wi-Fi)."""
+    record = host.facts.get(SPEED_FACT) or {}
+    return record.get("link_mbit")
+
+
+def _split_choice(master: _Device, workers: list[_Device], hosts: list[HostInput], model_size_mb: float,
+                  hand: list[float] | None, load_mode: str) -> SplitChoice | None:
+    """The speed split when measured (llamafleet.plan.split), else None (the RAM split)."""
+    records = {host.name: host.facts.get(SPEED_FACT) for host in hosts}
+    for device in [master, *workers]:
+        device.speed = speed_of(device.host.name, device.host.facts, device.device_class, records)
+    master_record = master.host.facts.get(SPEED_FACT) or {}
+    # Mapped model pages sit in the master's page cache while it loads: what its CPU may hold.
+    cap = master.usable_mb - (model_size_mb if load_mode == "mmap" else 0)
+    return choose_split(Member(master.host.name, master.usable_mb, master.speed), master.host.settings,
+                        master_record.get("n_layer"),
+                        [Member(device.host.name, device.usable_mb, device.speed) for device in workers],
+                        model_size_mb, hand, cap)
 
 
 def _hand_split(master: HostInput, worker_count: int, reasons: list[str]) -> list[float] | None:
@@ -191,18 +222,21 @@ def make_plan(hosts: list[HostInput], model_size_mb: float) -> Plan:
     master_settings = master_input.settings
     model_name = os.path.basename(str(master_settings.model_name or master_settings.model_file
                                       or master_settings.model_url or ""))
-    splits = _hand_split(master_input, len(workers), reasons)
+    hand = _hand_split(master_input, len(workers), reasons)
     if reasons:
         raise PlanError(reasons, "give one proportion per worker in rank order, summing to 1, "
                                  "or drop llama_tensor_split to split by RAM")
-    if splits is None:
-        if model_size_mb > capacity:
+    load_mode = decide.load_mode_of(master_settings, master.usable_mb, model_size_mb)
+    choice = _split_choice(master, workers, hosts, model_size_mb, hand, load_mode)
+    if choice is None:
+        if hand is None and model_size_mb > capacity:
             raise PlanError(
                 [f"cluster: model: {model_size_mb:.0f} MB does not fit the workers' usable RAM "
                  f"({capacity:.0f} MB in total)"],
                 quantisation_hint(model_size_mb, capacity, model_name),
             )
-        splits = split_by_capacity([device.usable_mb for device in workers])
+        choice = ram_choice([device.usable_mb for device in workers], model_size_mb, hand)
+    splits = choice.worker_shares
 
     for device, split in zip(workers, splits):
         share = split * model_size_mb
@@ -219,30 +253,40 @@ def make_plan(hosts: list[HostInput], model_size_mb: float) -> Plan:
                                  "RAM), make a 64-bit host the master, or "
                                  + quantisation_hint(model_size_mb, capacity, model_name))
 
-    load_mode = decide.load_mode_of(master_settings, master.usable_mb, model_size_mb)
-    planned = [_planned(master, "master", 0, 0.0, model_size_mb, load_mode)]
+    planned = [_planned(master, "master", 0, choice.master_share, model_size_mb, load_mode)]
     planned += [_planned(device, "worker", rank, split, model_size_mb, port_choice=ports[device.host.name])
                 for rank, (device, split) in enumerate(zip(workers, splits), start=1)]
     for entry, device in zip(planned, [master, *workers]):
+        entry.ms_per_mb, entry.speed_from = _speed_fields(device)
+        if entry.role == "worker":
+            entry.link_mbit = _own_link(device.host)
+            entry.rpc_cache = decide.rpc_cache_of(device.host.settings, entry.link_mbit)
         if gets_firewall(device.host.settings, entry.platform):
             entry.firewall = firewall_plan(entry, planned[0], device.host.settings, master_settings)
     server_host, server_port = decide.server_address_of(master_input.name, master_settings)
     serving = [host for host in planned[1:] if host.connect]
-    degraded = degraded_rows([host.name for host in serving], [str(host.connect) for host in serving],
-                             [host.usable_mb for host in serving], model_size_mb,
-                             splits if master_settings.llama_tensor_split else None)
+    used = [host for host in serving if host.split > 0]
+    degraded = degraded_rows([host.name for host in serving], [str(host.connect) for host in serving], choice.planner)
     master_plan = MasterPlan(
         name=master_input.name,
         api_url=decide.api_url_of(master_input.name, master_settings),
         load_mode=load_mode,
-        rpc=",".join(host.connect for host in planned[1:] if host.connect),
-        tensor_split=format_split(splits),
+        rpc=",".join(str(host.connect) for host in used),
+        tensor_split=format_split(split_by_capacity([host.split for host in used])) if used else "",
         threads=planned[0].threads,
         server_host=server_host,
         server_port=server_port,
         degraded=tuple(degraded),
+        gpu_layers=choice.gpu_layers,
+        split_by=choice.basis,
+        predicted_ms=choice.predicted_ms,
     )
-    return Plan(planned, master_plan, model_size_mb, _hints(planned, len(workers)))
+    hints = [*choice.idle.values(), *_hints(planned, len(used))]
+    if choice.basis == "ram" and master_settings.llama_split_by != "ram":
+        unmeasured = [host.name for host in planned[1:] if host.ms_per_mb is None]
+        if unmeasured and len(unmeasured) < len(planned) - 1:
+            hints.append(f"split by RAM: {', '.join(unmeasured)} not measured (llamafleet plan --measure)")
+    return Plan(planned, master_plan, model_size_mb, hints)
 
 
 def _hints(planned: list[PlannedHost], worker_count: int) -> list[str]:

@@ -126,6 +126,13 @@ class PlannedHost:
     # ISA features the device's CPU refused (SIGILL in the build's self-test): `march` is
     # without them (llamafleet.cpu.refused).
     cpu_refused: tuple[str, ...] = ()
+    # Measured speed (llamafleet.plan.speed): ms of a token per MiB held, and whose record it
+    # is (this host's, or a measured twin's); a worker's own link, and whether its rpc-server
+    # keeps the tensor cache (-c).
+    ms_per_mb: float | None = None
+    speed_from: str | None = None
+    link_mbit: float | None = None
+    rpc_cache: bool = False
 
 
 @dataclass
@@ -143,6 +150,12 @@ class MasterPlan:
     server_port: int = 0
     # The groups of workers it serves with when some are away, best first (llamafleet.plan.heal).
     degraded: tuple[ServingRow, ...] = ()
+    # llama-server's -ngl: "all" offloads every layer to the workers; fewer keeps the first
+    # layers on the master's CPU (master_computes). How the split was made ("ram", "speed",
+    # "hand"), and the time of a token the measured speeds predict.
+    gpu_layers: str = "all"
+    split_by: str = "ram"
+    predicted_ms: float | None = None
 
 
 @dataclass

@@ -43,11 +43,23 @@ def master_lines(plan: Plan) -> list[str]:
     return [
         f"model: {plan.model_size_mb:.0f} MB",
         f"master {master.name}: {master.api_url}  --load-mode {master.load_mode}  -t {master.threads}",
-        f"  --rpc {master.rpc}",
-        f"  -ts {master.tensor_split}",
+        f"  --rpc {master.rpc or '(none: the master alone)'}",
+        f"  -ts {master.tensor_split or '-'}  -ngl {master.gpu_layers}",
+        _basis_line(plan),
         *_without_lines(plan),
         *(f"hint: {hint}" for hint in plan.hints),
     ]
+
+
+def _basis_line(plan: Plan) -> str:
+    """How the split was made; with speeds, each measured device's and the predicted speed."""
+    master = plan.master
+    if master.split_by != "speed":
+        return f"  split by {'hand (llama_tensor_split)' if master.split_by == 'hand' else 'usable RAM'}"
+    speeds = ", ".join(f"{host.name} {host.ms_per_mb:.3g}" for host in plan.hosts if host.ms_per_mb is not None)
+    predicted = f", about {1000 / master.predicted_ms:.1f} tokens/s" if master.predicted_ms else ""
+    on_master = f"; the master's CPU holds {plan.hosts[0].split:.0%}" if plan.hosts[0].split else ""
+    return f"  split by measured speed (ms/token per MiB: {speeds}){predicted}{on_master}"
 
 
 def _without_lines(plan: Plan) -> list[str]:
@@ -56,11 +68,11 @@ def _without_lines(plan: Plan) -> list[str]:
     names = [worker.name for worker in plan.workers() if worker.connect]
     if len(names) < 2:
         return []
-    by_group = {row.workers: row for row in plan.master.degraded}
+    by_group = {row.group or row.workers: row for row in plan.master.degraded}
     lines = []
     for away in names:
         row = by_group.get(tuple(name for name in names if name != away))
-        lines.append(f"  without {away}: -ts {row.tensor_split} over {' '.join(row.workers)}" if row
+        lines.append(f"  without {away}: -ts {row.tensor_split or '-'} over {' '.join(row.workers) or 'the master alone'}" if row
                      else f"  without {away}: the others cannot hold the model; the master waits for it")
     return lines
 

@@ -107,11 +107,12 @@ RAM in MiB (1024 × 1024 bytes, as every *_mb key) kept for the rpc-server proce
     Setting("ram_mb", NUMBER, range=MORE_THAN_0, doc="""
 RAM in MiB used by `llamafleet check`/plan instead of the detected MemTotal (offline planning;
 `free -m` shows MiB). With it on every host, `llamafleet check` refuses a model that cannot fit."""),
-    Setting("rpc_cache", BOOL, False, doc="""
+    Setting("rpc_cache", BOOL, doc="""
 rpc-server's local tensor cache (`-c`): a worker keeps the tensors it received under
 $LLAMA_CACHE (default ~/.cache/llama.cpp/rpc) and the master sends only hashes on the next
 load, so a restart loads in seconds instead of re-sending the weights over Wi-Fi. Costs
-disk space equal to the worker's share of the model."""),
+disk space equal to the worker's share of the model. Default: on when the worker's link was
+measured (`llamafleet plan --measure`) under 100 Mbit/s, else off."""),
 
     "Model",
     Setting("model_url", STR, pattern=p.http_url_problem, doc="""
@@ -132,6 +133,15 @@ tensors); useful to run llama-server on a worker alone."""),
     Setting("llama_tensor_split", LIST_NUMBER, doc="""
 Hand-written tensor split, one proportion per RPC worker in rank order, which is port order
 as `llamafleet plan` shows it (must sum to 1). Default: from each device's usable RAM."""),
+    Setting("llama_split_by", STR, "auto", choices=("auto", "speed", "ram"), doc="""
+How the automatic tensor split is made: "speed" gives each device a share that minimises the
+time per token, fastest devices first, each within its RAM limit (needs `llamafleet plan
+--measure`); "ram" splits by usable RAM; "auto" is "speed" once every device is measured, else
+"ram". llama_tensor_split, when set, wins over both."""),
+    Setting("master_computes", BOOL, doc="""
+The master's own CPU holds and computes the first layers (llama-server's -ngl below all)
+besides sending the rest to the workers. Default: on when the measured speeds say that is
+faster; off without measurements."""),
     Setting("llama_load_mode", STR, choices=("auto", "none", "mmap", "mlock", "mmap+mlock", "dio"), doc="""
 llama-server --load-mode (auto, none, mmap, mlock, mmap+mlock, dio). Default: chosen from the
 master's RAM: "mmap" when the model fits comfortably (lower peak RAM), "none" when it is tight

@@ -101,7 +101,7 @@ def test_the_service_user_reads_what_its_service_needs_and_changes_none_of_it(li
             read += [f"{etc}/tunnel_ed25519", f"{etc}/tunnel_known_hosts"]
         if node.settings.llama_chat_template:
             read.append(f"{etc}/chat-template.jinja")
-    writable = [f"{node.paths.base}/cache"] if node.settings.rpc_cache and node.planned.role == "worker" else []
+    writable = [f"{node.paths.base}/cache"] if node.planned.rpc_cache and node.planned.role == "worker" else []
     if user == "root":
         unchangeable = []  # root, by the inventory's choice, may change anything
     script = "; ".join(

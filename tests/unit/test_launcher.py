@@ -212,6 +212,52 @@ def test_a_worker_that_answers_but_fits_no_answering_group_is_not_waited_for(tmp
     assert wait_for(record.exists, 8), (tmp_path / "log").read_text()
     assert record.read_text().split()[2:] == ["--rpc", ends["phone1"], "-ts", "1"]
     log = (tmp_path / "log").read_text()
-    assert "without phone2 (no answer) linux1 (no planned group with it answers)" in log, log
+    assert "without phone2 (no answer) linux1 (not in this group)" in log, log
     time.sleep(5)
     assert process.poll() is None, (tmp_path / "log").read_text()  # linux1's answers restart nothing
+
+
+class _SpeedPlan(_Plan):
+    """A speed split that gives phone2 nothing: the whole row is phone1 and linux1."""
+
+    def __init__(self, workers, degraded, rpc: str, tensor_split: str):
+        super().__init__(workers, degraded)
+        self.master = _Master(rpc, tensor_split, tuple(degraded))
+
+
+def launch_plan(tmp_path: Path, plan) -> tuple[subprocess.Popen, Path]:
+    record = tmp_path / "argv"
+    fake_server = tmp_path / "llama-server"
+    fake_server.write_text(f'#!/bin/bash\necho "$@" > {record}\nexec sleep 60\n')
+    fake_server.chmod(0o755)
+    context = launcher_context(plan, bash="/bin/bash", manager="runit",
+                               argv=[str(fake_server), "-m", "model.gguf"], times=FAST)
+    script = tmp_path / "launch.bash"
+    script.write_text(render(LAUNCHER_TEMPLATE, **context))
+    log = open(tmp_path / "log", "w")
+    return subprocess.Popen(["/bin/bash", str(script)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True), record
+
+
+def test_a_worker_the_speed_split_leaves_out_is_neither_waited_for_nor_taken_back(tmp_path, three):
+    """phone2 holds nothing in the whole plan and is silent: the launcher serves with the whole
+    row at once, and phone2 answering again restarts nothing."""
+    stand_ins, workers, _, processes = three
+    stand_ins["phone2"].answering = False
+    rpc = f"{workers[0].connect},{workers[1].connect}"
+    process, record = launch_plan(tmp_path, _SpeedPlan(workers, [], rpc, "0.3,0.7"))
+    processes["launcher"] = process
+    assert wait_for(record.exists, 3), (tmp_path / "log").read_text()  # before full_wait + a probe
+    assert record.read_text().split()[2:] == ["--rpc", rpc, "-ts", "0.3,0.7"]
+    assert "without" not in (tmp_path / "log").read_text()
+    stand_ins["phone2"].answering = True
+    time.sleep(4)
+    assert process.poll() is None, (tmp_path / "log").read_text()
+
+
+def test_a_master_that_holds_the_whole_model_runs_without_rpc(tmp_path, three):
+    _, workers, _, processes = three
+    process, record = launch_plan(tmp_path, _SpeedPlan(workers, [], "", ""))
+    processes["launcher"] = process
+    assert wait_for(record.exists, 3), (tmp_path / "log").read_text()
+    assert record.read_text().split() == ["-m", "model.gguf"]

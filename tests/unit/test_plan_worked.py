@@ -329,7 +329,8 @@ def test_the_plan_table():
         "model: 9000 MB",
         "master box: http://box.lan:8080  --load-mode mmap  -t 4",
         "  --rpc 127.0.0.1:50052,board.lan:50053,bare.lan:50054",
-        "  -ts 0.526,0.237,0.237",
+        "  -ts 0.526,0.237,0.237  -ngl all",
+        "  split by usable RAM",
         # 9000 MB: no two of them hold it (7400 and 4600 MB)
         "  without phone1: the others cannot hold the model; the master waits for it",
         "  without board: the others cannot hold the model; the master waits for it",

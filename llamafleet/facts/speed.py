@@ -1,0 +1,58 @@
+"""The SpeedRecord fact: what `llamafleet plan --measure` measured on a device (llamafleet.measure)."""
+
+from __future__ import annotations
+
+from pyinfra.api import FactBase, QuoteString, StringCommand
+
+# The record's lines (templates/llamafleet/etc/speed.j2): `key=value`, `#` comments.
+_NUMBERS = ("ms_per_mb", "measured_mb", "link_mbit")
+_INTEGERS = ("n_layer", "threads")
+
+
+def parse_speed_record(lines: list[str]) -> dict | None:
+    """The record as the plan reads it, or None when there is none or it holds no speed (a
+    record that lost its ms_per_mb, or one with a value that is not a number, plans by RAM)."""
+    values: dict = {}
+    for line in lines:
+        key, sep, value = line.strip().partition("=")
+        if not sep or key.startswith("#"):
+            continue
+        value = value.strip()
+        try:
+            if key in _NUMBERS:
+                values[key] = float(value)
+            elif key in _INTEGERS:
+                values[key] = int(value)
+            else:
+                values[key] = value
+        except ValueError:
+            return None
+    speed = values.get("ms_per_mb")
+    return values if speed is not None and speed > 0 else None
+
+
+class SpeedRecord(FactBase):
+    """The speed measured on a device, or None (never measured, or the record was deleted):
+
+    .. code:: python
+
+        {"role": "worker", "device_class": "x86_64 x86-64-v3 t2", "ms_per_mb": 0.42,
+         "measured_mb": 241.3, "link_mbit": 94.1, "threads": 2, "build": "3f2a9c1e7b0d",
+         "model_sha256": "…", "measured_at": "2026-12-03T10:00:00Z"}
+
+    + path: the record (llamafleet.layout.Paths.speed_record)
+    """
+
+    def command(self, path: str) -> StringCommand:
+        return StringCommand("cat", QuoteString(path), "2>/dev/null", "||", "true")
+
+    def process(self, output: list[str]) -> dict | None:
+        return parse_speed_record(list(output))
+
+
+def read_speed_record(host) -> dict | None:
+    """The record of `host`, at the path its layout gives."""
+    from llamafleet.facts.reading import read_fact
+    from llamafleet.layout import device_paths
+
+    return read_fact(host, SpeedRecord, path=device_paths(host).speed_record)
