@@ -126,6 +126,10 @@ class PlannedHost:
     # ISA features the device's CPU refused (SIGILL in the build's self-test): `march` is
     # without them (llamafleet.cpu.refused).
     cpu_refused: tuple[str, ...] = ()
+    # The CPUs a worker's rpc-server is pinned to (its big cores, "4-7": taskset -c), None
+    # when not pinned, and then why not in a few words (None for the master): decide.cpu_pin_of.
+    cpu_pin: str | None = None
+    cpu_pin_reason: str | None = None
 
 
 @dataclass
