@@ -109,6 +109,13 @@ rpc_allow_insecure = False
 # Threads for rpc-server / llama-server. Default: the device's big cores.
 rpc_threads = None
 
+# On a big.LITTLE device (ARM), run a worker's rpc-server on its big cores only (`taskset -c`):
+# the CPUs whose max clock (cpufreq) is above the device's lowest, among those its processes may
+# use; its default thread count is then at most their number. Nothing is pinned where cpufreq
+# is unreadable, every CPU has one clock, or no big core is allowed (an Android app held to the
+# little cores). `llamafleet plan` shows the CPUs or why none.
+rpc_pin_big_cores = True
+
 # A device holds at most this fraction of its RAM in model tensors (the guides see crashes
 # above ~75 %), minus rpc_overhead_mb.
 rpc_ram_fraction = 0.7

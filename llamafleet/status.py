@@ -192,11 +192,11 @@ def evaluate(target: Target, s: dict[str, str], master: str = "") -> HostStatus:
             problems.append(Problem("llama-server", f"not ready: {status.server['health'] or 'no answer'}",
                                     "wait (it waits for the workers, then loads the model); else read its log", "warn"))
     if planned.platform == "termux":
-        status.phone = _phone(s, paths.wake_lock_record, problems)
+        status.phone = _phone(s, paths.wake_lock_record, problems, planned.cpu_pin)
     return status
 
 
-def _phone(s: dict[str, str], record: str, problems: list[Problem]) -> dict:
+def _phone(s: dict[str, str], record: str, problems: list[Problem], pin: str | None = None) -> dict:
     boot_id, taken = s.get("boot_id", "").strip().lower(), parse_record(s.get("record", ""))
     wake = "unknown" if not boot_id else "taken" if taken and taken.boot_id == boot_id else "not taken"
     if wake == "not taken":
@@ -216,9 +216,14 @@ def _phone(s: dict[str, str], record: str, problems: list[Problem]) -> dict:
     allowed = re.search(r"^Cpus_allowed_list:\s*(\S+)", s.get("allowed", ""), re.M)
     cpuset, cpus = s.get("cpuset", "").strip(), cpu_list(s.get("cpus", ""))
     held = cpu_list(allowed.group(1)) if allowed else set()
-    if cpus and held and (held < cpus or cpuset.strip("/") in BACKGROUND_CPUSETS):
+    # A pinned worker is held to its big cores by its own taskset, not by Android.
+    pinned = bool(pin) and held == cpu_list(pin)
+    if cpus and held and (held < cpus and not pinned or cpuset.strip("/") in BACKGROUND_CPUSETS):
         problems.append(Problem("cpuset", f"{cpuset or '?'}: held to CPUs {allowed.group(1)} of {len(cpus)}",
                                 f"battery: Unrestricted ({BATTERY_FIX}); keep Termux in the foreground", "warn"))
+    elif pin and held and not pinned:  # a cpuset move reset its affinity (kernels before 6.2)
+        problems.append(Problem("cpuset", f"llama-rpc runs on CPUs {allowed.group(1)}, not its big cores {pin}",
+                                "sv restart llama-rpc on the phone: it starts pinned again", "warn"))
     return {"wake_lock": wake, "wake_lock_at": taken.taken_at if taken else None, "battery": battery,
             "cpuset": cpuset or None, "cpus_allowed": allowed.group(1) if allowed else None,
             "cpus": len(cpus) or None, "cpuset_of": s.get("cpuset_of", "").strip() or None}

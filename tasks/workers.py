@@ -1,7 +1,8 @@
 """Supervised rpc-server workers, and on Termux the boot script that brings them back.
 
 Workers run `ggml-rpc-server -H <bind> -p <port> -t <big cores>` under termux-services (Termux),
-systemd or runit (Linux, as the unprivileged service user), all as the plan decided them. With
+systemd or runit (Linux, as the unprivileged service user), all as the plan decided them; on a
+big.LITTLE device through `taskset -c <big cores>` (llamafleet.serving.pinning). With
 `rpc_transport = tunnel` they bind 127.0.0.1 and accept the master's tunnel key for that one
 port forward.
 """
@@ -11,6 +12,7 @@ from pyinfra.operations import files
 
 from llamafleet.layout import TERMUX_BOOT_SCRIPT, device_paths
 from llamafleet.serving import cluster, phone_sshd, wakelock
+from llamafleet.serving.pinning import pinned_argv
 from llamafleet.serving.account import listen_capabilities
 from llamafleet.serving.secrets import existing_tunnel_key, tunnel_key
 from llamafleet.serving.services import Service, supervise
@@ -45,7 +47,7 @@ if me.role == "worker":
             # No rank here: it is in the service file, and a device removed before this one
             # would change it and restart a worker whose port did not move.
             description=f"ggml-rpc-server, {me.address}:{me.rpc_port}",
-            argv=argv,
+            argv=pinned_argv(argv, me.cpu_pin, me.platform, platform.get("prefix")),
             env=env,
             restart_if=cluster.binaries_changed(host),
             writable=[cache],

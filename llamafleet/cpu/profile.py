@@ -45,7 +45,8 @@ class CpuProfile:
      "cores": {"cortex-a55": 4, "cortex-a76": 4}, "core_equivalents": {},
      "features": ["asimd", "atomics", "dotprod", "fp16", ...], "big_cores": 4, "threads": 4,
      "march": "armv8.2-a+dotprod+fp16", "mcpu": "cortex-a76", "tune_candidates": ["cortex-a76"],
-     "cpu_architecture": 8, "model": "Rockchip RK3588S"}
+     "cpu_architecture": 8, "model": "Rockchip RK3588S", "usable_cpus": 8,
+     "cpu_max_khz": {"0-3": 1800000, "4-7": 2352000}, "allowed_cpus": "0-7"}
     """
 
     arch: str
@@ -64,6 +65,12 @@ class CpuProfile:
     # CPUs this user's processes may run on (`nproc`: the affinity mask, which an Android
     # cpuset or a container narrows); the plan's thread count never exceeds it. None: not read.
     usable_cpus: int | None = None
+    # Each CPU's max clock (cpufreq's cpuinfo_max_freq, kHz) as {CPU list: kHz}, one entry per
+    # clock ({"0-3": 1803000, "4-7": 2850000}); {} where cpufreq is unreadable. And the CPUs
+    # the reading shell may run on (Cpus_allowed_list: "0-7"), None when unread. The plan pins
+    # a worker to the big ones among them (llamafleet.cpu.affinity).
+    cpu_max_khz: dict[str, int] = field(default_factory=dict)
+    allowed_cpus: str | None = None
 
     def to_dict(self) -> dict:
         """Plain data (JSON-safe), as returned by the CpuProfile fact."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from llamafleet.cpu.affinity import big_core_pin, parse_cpu_list
 from llamafleet.layout import LayoutError, model_file_name, paths_for, resolve_base
 from llamafleet.operations.buildinputs import RPC_BINARY, SERVER_BINARY
 from llamafleet.plan.addresses import cluster_address_of, host_port, is_wildcard
@@ -48,17 +49,47 @@ def connect_of(transport: str, bind: str, cluster_address: str, port: int) -> st
     return host_port(cluster_address if is_wildcard(bind) else bind, port)
 
 
-def threads_of(settings, cpu: Mapping[str, Any]) -> int:
+def threads_of(settings, cpu: Mapping[str, Any], pin: str | None = None) -> int:
     """rpc_threads, else the big cores from the CpuProfile fact but no more than the CPUs the
     device's processes may use (usable_cpus, `nproc`: an Android cpuset or a container narrows
-    it); never less than 1. More threads than CPUs only take turns, and ggml's threads wait for
-    each other at every step: on the lab's ARM phone (2 CPUs), 4 threads gave 0.4 tokens/s, 2
-    gave 2.7."""
+    it) nor than the CPUs a worker is pinned to (`pin`, cpu_pin_of); never less than 1. More
+    threads than CPUs only take turns, and ggml's threads wait for each other at every step: on
+    the lab's ARM phone (2 CPUs), 4 threads gave 0.4 tokens/s, 2 gave 2.7."""
     if settings.rpc_threads:
         return max(1, int(settings.rpc_threads))
     threads = int(cpu.get("threads") or cpu.get("big_cores") or 1)
     usable = cpu.get("usable_cpus")
-    return max(1, min(threads, int(usable)) if usable else threads)
+    if usable:
+        threads = min(threads, int(usable))
+    if pin:
+        threads = min(threads, len(parse_cpu_list(pin)))
+    return max(1, threads)
+
+
+# Where clocks tell big cores from LITTLE ones: on ARM each cluster has its cpufreq policy. On
+# x86 the max clock differs per core (Intel's and AMD's preferred cores) and hybrid P-cores
+# come with SMT siblings: the lowest clock is not a LITTLE cluster there.
+PIN_ARCHES = ("aarch64", "armv7l", "armv6l")
+
+
+def cpu_pin_of(settings, cpu: Mapping[str, Any], role: str) -> tuple[str | None, str | None]:
+    """(the CPUs a worker's rpc-server is pinned to, "4-7", None), or (None, why not in a few
+    words; None for the master, which is never pinned): its big cores among the CPUs the
+    device lets its processes use (llamafleet.cpu.affinity.big_core_pin), unless
+    rpc_pin_big_cores is off. ggml-rpc-server has no option of its own for it, and Android
+    ignores llama.cpp's --cpu-mask: the service starts it through taskset."""
+    if role != "worker":
+        return None, None
+    if not settings.rpc_pin_big_cores:
+        return None, "rpc_pin_big_cores off"
+    if not cpu:
+        return None, "CPU unknown"
+    if cpu.get("arch") not in PIN_ARCHES:
+        return None, f"{cpu.get('arch') or 'arch unknown'}, not ARM"
+    try:
+        return big_core_pin(cpu.get("cpu_max_khz") or {}, cpu.get("allowed_cpus"))
+    except (AttributeError, TypeError, ValueError):  # a hand-edited recorded fact: no pin, say so
+        return None, "CpuProfile cpu_max_khz/allowed_cpus unreadable"
 
 
 # The refusals' key among a host's facts (as `llamafleet plan --record` writes them too).

@@ -88,6 +88,7 @@ def _planned(
         expected += model_size_mb
     base = decide.base_of(name, settings, device.platform, platform_fact)
     service_user, service_group = decide.service_account_of(settings, device.platform)
+    cpu_pin, cpu_pin_reason = decide.cpu_pin_of(settings, cpu, role)
     return PlannedHost(
         name=name,
         role=role,
@@ -104,7 +105,7 @@ def _planned(
         cpu_refused=tuple(sorted(device.host.facts.get(decide.REFUSALS_FACT) or ())),
         cores=dict(cpu.get("cores") or {}),
         big_cores=cpu.get("big_cores"),
-        threads=decide.threads_of(settings, cpu),
+        threads=decide.threads_of(settings, cpu, cpu_pin),
         split=split,
         ram_mb=round(device.ram_mb, 1),
         usable_mb=round(device.usable_mb, 1),
@@ -117,6 +118,8 @@ def _planned(
         model_path=decide.model_path_of(base, settings),
         service_user=service_user,
         service_group=service_group,
+        cpu_pin=cpu_pin,
+        cpu_pin_reason=cpu_pin_reason,
     )
 
 

@@ -133,6 +133,10 @@ class PlannedHost:
     speed_from: str | None = None
     link_mbit: float | None = None
     rpc_cache: bool = False
+    # The CPUs a worker's rpc-server is pinned to (its big cores, "4-7": taskset -c), None
+    # when not pinned, and then why not in a few words (None for the master): decide.cpu_pin_of.
+    cpu_pin: str | None = None
+    cpu_pin_reason: str | None = None
 
 
 @dataclass

@@ -19,8 +19,15 @@ def _march_text(host: PlannedHost) -> str:
     return f"{march} (refused: {', '.join(host.cpu_refused)})" if host.cpu_refused else march
 
 
+def _pin_text(host: PlannedHost) -> str:
+    """The CPUs a worker is pinned to, or "-" and why not (nothing for the master)."""
+    if host.cpu_pin:
+        return host.cpu_pin
+    return f"- ({host.cpu_pin_reason})" if host.cpu_pin_reason else "-"
+
+
 PLAN_COLUMNS = ("host", "role", "rank", "address:port", "transport", "big/all cores", "threads",
-                "march", "RAM MB", "share", "model MB", "expected MB", "headroom MB")
+                "pinned to", "march", "RAM MB", "share", "model MB", "expected MB", "headroom MB")
 
 
 def table_rows(plan: Plan) -> list[tuple[str, ...]]:
@@ -30,7 +37,7 @@ def table_rows(plan: Plan) -> list[tuple[str, ...]]:
         listens = host_port(host.address, host.rpc_port) if host.rpc_port else host.cluster_address
         rows.append((
             host.name, host.role, str(host.rank), listens, host.transport or "-",
-            _cores_text(host), str(host.threads), _march_text(host), f"{host.ram_mb:.0f}",
+            _cores_text(host), str(host.threads), _pin_text(host), _march_text(host), f"{host.ram_mb:.0f}",
             f"{host.split:.1%}" if host.role == "worker" else "-", f"{host.share_mb:.0f}",
             f"{host.expected_mb:.0f}", f"{host.headroom_mb:.0f}",
         ))

@@ -99,6 +99,12 @@ for Linux workers (which get firewall rules)."""),
 Allow a direct, non-loopback RPC bind on a host that cannot firewall (a phone without root)."""),
     Setting("rpc_threads", INT, range=AT_LEAST_1, doc="""
 Threads for rpc-server / llama-server. Default: the device's big cores."""),
+    Setting("rpc_pin_big_cores", BOOL, True, doc="""
+On a big.LITTLE device (ARM), run a worker's rpc-server on its big cores only (`taskset -c`):
+the CPUs whose max clock (cpufreq) is above the device's lowest, among those its processes may
+use; its default thread count is then at most their number. Nothing is pinned where cpufreq
+is unreadable, every CPU has one clock, or no big core is allowed (an Android app held to the
+little cores). `llamafleet plan` shows the CPUs or why none."""),
     Setting("rpc_ram_fraction", NUMBER, 0.70, range=Range(0, 0.95, low_inclusive=False), doc="""
 A device holds at most this fraction of its RAM in model tensors (the guides see crashes
 above ~75 %), minus rpc_overhead_mb."""),

@@ -189,6 +189,23 @@ for _name in HOST_SELECTORS:
 del _name
 
 
+# Lines the checks report beside pass or fail (each worker's CPUs), printed at the end of the run.
+_SUMMARY: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def summary():
+    """Add a line to what the run prints at its end (shown with -q too, unlike print)."""
+    return _SUMMARY.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _SUMMARY:
+        terminalreporter.section("llamafleet")
+        for line in _SUMMARY:
+            terminalreporter.write_line(line)
+
+
 def _controller_secret(config, name: str) -> str:
     """A file of the controller's `.llamafleet/secrets/` beside the inventory (or
     $LLAMAFLEET_SECRETS), where the deploy of that inventory keeps what it generated."""

@@ -35,6 +35,8 @@ def test_packages_present(node):
         wanted.append("runit")
     elif not node.is_termux:
         wanted = [package for package in wanted if package != "runit"]
+    if node.is_termux and node.planned.cpu_pin:
+        wanted.append("util-linux")  # taskset, which starts the pinned worker
     if node.is_termux:
         installed = node.host.check_output("dpkg-query -W -f '${Package}\\n'").split()
         missing = [package for package in wanted if package not in installed]

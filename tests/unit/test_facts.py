@@ -11,6 +11,7 @@ import pytest
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all
 
+from llamafleet.cpu.affinity import format_cpu_list, parse_cpu_list
 from llamafleet.cpu.flags import build_flags
 from llamafleet.cpu.profile import parse_cpuinfo
 from llamafleet.facts import CompilerAccepts, CompilerInfo, CpuProfile, DevicePlatform, MemInfo, compiler_accepts
@@ -145,9 +146,16 @@ def test_compiler_accepts_process():
 
 def test_local_cpu_profile_matches_parser(local_host):
     fact = local_host.get_fact(CpuProfile)
-    usable = len(os.sched_getaffinity(0))
+    usable = sorted(os.sched_getaffinity(0))
     expected = parse_cpuinfo(Path("/proc/cpuinfo").read_text(), os.uname().machine).to_dict()
-    assert fact == {**expected, "usable_cpus": usable}
+    # The clocks and allowed CPUs read here by Python: {CPU list: kHz}, and the affinity as a list.
+    clocks: dict[int, list[int]] = {}
+    for path in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq"):
+        clocks.setdefault(int(path.read_text()), []).append(int(path.parent.parent.name[3:]))
+    max_khz = {format_cpu_list(cpus): khz for khz, cpus in sorted(clocks.items())}
+    assert fact == {**expected, "usable_cpus": len(usable), "cpu_max_khz": max_khz,
+                    "allowed_cpus": format_cpu_list(usable)}
+    assert parse_cpu_list(fact["allowed_cpus"]) == usable
     assert fact["logical_cpus"] == os.cpu_count() and fact["threads"] >= 1
 
 

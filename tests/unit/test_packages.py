@@ -4,6 +4,7 @@ stale; nothing at all, not even a refresh, when every package is there."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta
 
 import pytest
@@ -51,6 +52,17 @@ def test_the_defaults_on_each_platform():
     assert phone.count("termux-services") == 1 and "openssh" in phone
 
 
+def test_taskset_comes_with_a_pinned_worker_on_termux_only():
+    """A pinned worker starts through taskset: util-linux on Termux (in its bootstrap, yet
+    removable); on Debian util-linux is Essential, nothing to add."""
+    phone = packages_of(settings(), "termux", "termux-services", pinned=True)
+    assert phone[-1] == "util-linux" and phone.count("util-linux") == 1
+    assert "util-linux" not in packages_of(settings(), "termux", "termux-services")
+    assert packages_of(settings(), "linux", "runit", pinned=True) == packages_of(settings(), "linux", "runit")
+    listed = settings(termux_packages=["clang", "util-linux"])
+    assert packages_of(listed, "termux", "termux-services", pinned=True) == ["clang", "util-linux", "termux-services"]
+
+
 # --- apt_installed -----------------------------------------------------------------------------
 
 
@@ -84,3 +96,14 @@ def test_fresh_lists_are_not_refreshed_again():
 def test_a_pinned_version_counts_only_at_that_version():
     assert packages.missing_debs(["cmake=3.25.1-1", "git"], {"cmake": ["3.25.1-1"], "git": ["1:2.39"]}) == []
     assert packages.missing_debs(["cmake=3.31.0-1", "cmake=3.31.0-1"], {"cmake": ["3.25.1-1"]}) == ["cmake=3.31.0-1"]
+
+
+@pytest.mark.skipif(not shutil.which("dpkg-query"), reason="the lab's Termux packages link Debian's programs")
+def test_a_lab_phone_gets_taskset_from_util_linux():
+    """The lab's Termux index, as real Termux: util-linux is in the bootstrap (termux-packages'
+    scripts/generate-bootstraps.sh pulls it) and `pkg install util-linux` puts taskset in $PREFIX/bin."""
+    from llamafleet_lab.termux_packages import BOOTSTRAP, PACKAGES
+    from llamafleet_lab.termux_programs import package_files
+
+    assert "util-linux" in BOOTSTRAP and "util-linux" in {package.name for package in PACKAGES}
+    assert dict(package_files("util-linux")).get("bin/taskset", "").endswith("/taskset")

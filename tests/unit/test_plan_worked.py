@@ -308,17 +308,23 @@ def table_cluster() -> list[HostInput]:
 
 
 def test_the_plan_table():
-    lines = render_table(make_plan(table_cluster(), 9000)).split("\n")
+    """phone1 has two clocks (cpufreq) and may use every CPU: pinned to its big cores 4-7; board
+    reads no cpufreq and bare no CPU at all: not pinned, and the table says why; the master never."""
+    hosts = table_cluster()
+    hosts[1].facts["CpuProfile"].update(cpu_max_khz={"0-3": 1800000, "4-7": 2400000}, allowed_cpus="0-7")
+    lines = render_table(make_plan(hosts, 9000)).split("\n")
     cells = [re.split(r" {2,}", line) for line in lines[:5]]
     assert cells == [
-        ["host", "role", "rank", "address:port", "transport", "big/all cores", "threads", "march", "RAM MB", "share",
-         "model MB", "expected MB", "headroom MB"],
-        ["box", "master", "0", "box.lan", "-", "4/8", "4", "armv8.2-a+dotprod", "16000", "-", "0", "9500", "6500"],
-        ["phone1", "worker", "1", "127.0.0.1:50052", "tunnel", "4/8", "4", "armv8.2-a+dotprod", "8000", "52.6%",
-         "4734", "5234", "2766"],
-        ["board", "worker", "2", "board.lan:50053", "direct", "4/8", "4", "armv8.2-a+dotprod", "4000", "23.7%",
+        ["host", "role", "rank", "address:port", "transport", "big/all cores", "threads", "pinned to", "march",
+         "RAM MB", "share", "model MB", "expected MB", "headroom MB"],
+        ["box", "master", "0", "box.lan", "-", "4/8", "4", "-", "armv8.2-a+dotprod", "16000", "-", "0", "9500",
+         "6500"],
+        ["phone1", "worker", "1", "127.0.0.1:50052", "tunnel", "4/8", "4", "4-7", "armv8.2-a+dotprod", "8000",
+         "52.6%", "4734", "5234", "2766"],
+        ["board", "worker", "2", "board.lan:50053", "direct", "4/8", "4", "- (no cpufreq)", "armv8.2-a+dotprod",
+         "4000", "23.7%", "2133", "2633", "1367"],
+        ["bare", "worker", "3", "bare.lan:50054", "direct", "?", "1", "- (CPU unknown)", "?", "4000", "23.7%",
          "2133", "2633", "1367"],
-        ["bare", "worker", "3", "bare.lan:50054", "direct", "?", "1", "?", "4000", "23.7%", "2133", "2633", "1367"],
     ]
     # Every column starts where its header does.
     starts = [match.start() for match in re.finditer(r"\S+(?: \S+)*", lines[0])]

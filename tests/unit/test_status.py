@@ -345,6 +345,27 @@ def test_heat_memory_battery_and_cpuset_warnings():
     assert no_api.phone["battery"] is None and not no_api.problems
 
 
+def test_a_pinned_worker_is_held_by_its_own_pin_not_by_android():
+    """A worker the plan pins to 4-7 runs on 4-7 by its own taskset: not Android holding the
+    app. Back on every CPU, a cpuset move reset its pin (kernels before 6.2): said, with the
+    restart that pins it again; the little cores alone or a background cpuset: Android's doing."""
+    target = targets()["phone1"]
+    target.planned.cpu_pin = "4-7"
+
+    def judge(**changes):
+        return status.evaluate(target, {k: v + "\n" for k, v in {**PHONE1_OK, **changes}.items()}, "linux1")
+
+    assert judge(allowed="Cpus_allowed_list:\t4-7").problems == []
+    reset = judge()  # PHONE1_OK's worker runs on 0-7
+    assert [(p.check, p.severity) for p in reset.problems] == [("cpuset", "warn")]
+    assert reset.problems[0].detail == "llama-rpc runs on CPUs 0-7, not its big cores 4-7"
+    assert "sv restart llama-rpc" in reset.problems[0].fix
+    little = judge(allowed="Cpus_allowed_list:\t0-3")
+    assert [p.check for p in little.problems] == ["cpuset"] and "held to CPUs 0-3 of 8" in little.problems[0].detail
+    background = judge(allowed="Cpus_allowed_list:\t4-7", cpuset="/background")
+    assert [p.check for p in background.problems] == ["cpuset"] and "/background" in background.problems[0].detail
+
+
 def test_a_loading_master_is_not_ready_and_slots_stand_in_for_metrics():
     found = judged("linux1", LINUX1_OK, health=answered('{"error":{"code":503,"message":"Loading model"}}', 503),
                    metrics=answered(NOT_SUPPORTED, 501), slots=answered(SLOTS))

@@ -171,3 +171,38 @@ def test_the_account_is_made_on_linux_only_and_never_under_a_private_directory(d
     with pytest.raises(ValueError, match=r"board: llamafleet_dir: the service user 'llamafleet' cannot pass through "
                                          r"/root \(mode 700, owner root, group root\) to reach /root/llamafleet"):
         deploy("tasks/account.py", "board", LINUX_MASTER, in_root, chain=private)
+
+
+# --- a worker pinned to its big cores ------------------------------------------------------------
+
+# A Tensor G2 as the CpuProfile fact reads it: clocks per CPU list and the CPUs the shell may use.
+G2 = {"arch": "aarch64", "big_cores": 4, "threads": 4, "usable_cpus": 8,
+      "cpu_max_khz": {"0-3": 1803000, "4-5": 2348000, "6-7": 2850000}, "allowed_cpus": "0-7"}
+
+
+def with_cpu(host: HostInput, cpu: dict) -> HostInput:
+    return HostInput(host.name, host.data, {**host.facts, "CpuProfile": cpu}, host.groups)
+
+
+def rpc_service(calls) -> services.Service:
+    return next(kwargs["service"] for called, kwargs in calls if called == "supervise")
+
+
+def test_a_pinned_phone_worker_starts_through_termuxs_taskset(deploy):
+    calls = deploy("tasks/workers.py", "phone1", LINUX_MASTER, with_cpu(PHONE, G2))
+    prefix, base = TERMUX["prefix"], "/data/data/com.termux/files/home/llamafleet"
+    assert rpc_service(calls).argv == [f"{prefix}/bin/taskset", "-c", "4-7", f"{base}/bin/ggml-rpc-server",
+                                       "-H", "127.0.0.1", "-p", "50052", "-t", "4"]
+    # The service's command is what its run script execs: a changed pin rewrites it (and restarts it).
+    assert rpc_service(calls).command.startswith(f"{prefix}/bin/taskset -c 4-7 {base}/bin/ggml-rpc-server ")
+
+
+def test_a_pinned_linux_worker_uses_usr_bin_taskset_and_an_unpinned_one_none(deploy):
+    pinned = rpc_service(deploy("tasks/workers.py", "board", LINUX_MASTER, with_cpu(LINUX_WORKER, G2)))
+    assert pinned.argv[:4] == ["/usr/bin/taskset", "-c", "4-7", "/opt/llamafleet/bin/ggml-rpc-server"]
+    assert pinned.argv[-3:] == ["-t", "4", "-c"]  # rpc_cache's -c stays rpc-server's, after the binary
+    for cpu in ({**G2, "allowed_cpus": "0-1"}, {**G2, "cpu_max_khz": {}}):
+        unpinned = rpc_service(deploy("tasks/workers.py", "board", LINUX_MASTER, with_cpu(LINUX_WORKER, cpu)))
+        assert unpinned.argv[0] == "/opt/llamafleet/bin/ggml-rpc-server" and "taskset" not in unpinned.command
+    off = with_cpu(host_input("board", "10.0.0.2", LINUX, rpc_pin_big_cores=False), G2)
+    assert rpc_service(deploy("tasks/workers.py", "board", LINUX_MASTER, off)).argv[0].endswith("/ggml-rpc-server")
