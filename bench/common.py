@@ -62,7 +62,7 @@ def deploy_dir(name: str) -> Path:
 def deploy(workdir: Path, *extra: str, inventory: str = INVENTORY):
     result, seconds = timed([str(BIN / "pyinfra"), "-y", inventory, "deploy.py", *extra], cwd=workdir)
     if result.returncode != 0:
-        sys.exit(f"deploy failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+        sys.exit(f"deploy of {inventory} failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
     return result, seconds
 
 
@@ -75,11 +75,12 @@ def compiles_in(output_or_log: str) -> int:
     return output_or_log.count("llamafleet: compile start")
 
 
-def lab(phones: int = 2, linux: int = 2):
+def lab(phones: int = 2, linux: int = 2, profile: str = "none"):
+    """A fresh lab; `profile` gives hosts their speeds (llamafleet_lab.profiles.PROFILES)."""
     from llamafleet_lab import down, load_state, up
 
     down()
-    up(phones=phones, linux=linux)
+    up(phones=phones, linux=linux, profile=profile)
     return load_state()
 
 
