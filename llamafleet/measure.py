@@ -47,7 +47,9 @@ def _script(plan: Plan, master: PlannedHost, bash: str, ngl: str, rpc: str | Non
     """The measurement script for one run, as one bash -c argument."""
     argv = [f"{master.base}/bin/{master.binary}", "-m", str(master.model_path), "--host", "127.0.0.1",
             "--port", str(plan.master.server_port), "-ngl", ngl, "-t", str(plan.master.threads), "-c", "512",
-            "--load-mode", plan.master.load_mode]
+            "--load-mode", plan.master.load_mode,
+            # Verbosity 4: llama.cpp's own load lines (n_layer, each device's model buffer size).
+            "-lv", "4"]
     if rpc:
         argv += ["--rpc", rpc, "-ts", "1"]
     command = shlex.join(argv)
@@ -110,7 +112,7 @@ def measure(plan: Plan, hosts: list, say=print) -> list[dict]:
             raise MeasureError(f"{master.name}: cannot stop llama-server: {err.strip()}")
         alone = one_run("0", None)
         if not alone.n_layer:
-            raise MeasureError(f"{master.name}: llama-server's log gave no n_layer")
+            raise MeasureError(f"{master.name}: llama-server's log gave no n_layer (see {master.base}/logs/measure.log)")
         master_speed = alone.ms_per_token / plan.model_size_mb
         say(f"{master.name}: alone {1000 / alone.ms_per_token:.1f} tokens/s, {master_speed:.4f} ms per MiB")
         records.append({"host": master, "role": "master", "ms_per_mb": master_speed,

@@ -68,12 +68,16 @@ def predicted_ms(ms_per_mb: Sequence[float], held_mb: Sequence[float]) -> float:
     return sum(speed * held for speed, held in zip(ms_per_mb, held_mb))
 
 
-def idle_reason(name: str, speed: float, others: Sequence[tuple[str, float, float]]) -> str:
+def idle_reason(name: str, speed: float, others: Sequence[tuple[str, float, float]], master: str = "") -> str:
     """Why a measured device holds nothing: the faster devices that hold the model between them
     (`others`: name, ms_per_mb, MiB held)."""
-    holders = ", ".join(f"{other} {ms:.3g}" for other, ms, held in others if held > 0)
+    holding = [(other, ms) for other, ms, held in others if held > 0]
+    holders = ", ".join(f"{other} {ms:.3g}" for other, ms in holding)
+    # The master is never away: when it holds everything, a worker serves only after a new plan.
+    when = ("it serves when one of them is away" if any(other != master for other, _ in holding)
+            else "the master's CPU alone is faster; master_computes = False would use the workers")
     return (f"{name} holds nothing: {speed:.3g} ms/token per MiB, slower than the devices that "
-            f"hold the whole model ({holders}); it serves when one of them is away")
+            f"hold the whole model ({holders}); {when}")
 
 
 def master_layers(master_share: float, n_layer: int) -> int:

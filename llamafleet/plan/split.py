@@ -87,11 +87,12 @@ def choose_split(master: Member, settings, n_layer: int | None, workers: Sequenc
     total_ms = predicted_ms(speeds, held) + (master.speed.ms_per_mb * model_mb * master_share if master_share else 0)
     idle = {}
     for worker, mb in zip(workers, held):
-        if mb <= 0 and offloaded > 0:
+        if mb <= 0:
             others = [(other.name, speed, other_mb) for other, speed, other_mb in zip(workers, speeds, held)]
             if master_share:
                 others.insert(0, (master.name, master.speed.ms_per_mb, model_mb * master_share))
-            idle[worker.name] = idle_reason(worker.name, worker.speed.ms_per_mb, others)  # type: ignore[union-attr]
+            idle[worker.name] = idle_reason(worker.name, worker.speed.ms_per_mb, others,  # type: ignore[union-attr]
+                                            master.name)
 
     def plan_group(members: Sequence[int]) -> tuple[list[float], tuple] | None:
         group = fastest_first([speeds[i] for i in members], [caps[i] for i in members], offloaded)

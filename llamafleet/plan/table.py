@@ -38,7 +38,7 @@ def table_rows(plan: Plan) -> list[tuple[str, ...]]:
         rows.append((
             host.name, host.role, str(host.rank), listens, host.transport or "-",
             _cores_text(host), str(host.threads), _pin_text(host), _march_text(host), f"{host.ram_mb:.0f}",
-            f"{host.split:.1%}" if host.role == "worker" else "-", f"{host.share_mb:.0f}",
+            f"{host.split:.1%}" if host.role == "worker" or host.split else "-", f"{host.share_mb:.0f}",
             f"{host.expected_mb:.0f}", f"{host.headroom_mb:.0f}",
         ))
     return rows
@@ -76,8 +76,12 @@ def _without_lines(plan: Plan) -> list[str]:
     if len(names) < 2:
         return []
     by_group = {row.group or row.workers: row for row in plan.master.degraded}
+    serving = plan.master.rpc.split(",") if plan.master.rpc else []
     lines = []
     for away in names:
+        if plan.host(away).connect not in serving:
+            lines.append(f"  without {away}: as planned (it holds nothing)")
+            continue
         row = by_group.get(tuple(name for name in names if name != away))
         lines.append(f"  without {away}: -ts {row.tensor_split or '-'} over {' '.join(row.workers) or 'the master alone'}" if row
                      else f"  without {away}: the others cannot hold the model; the master waits for it")
