@@ -17,7 +17,7 @@ MIB_PER_MBIT = 1e6 / 8 / (1024 * 1024)
 
 _BUFFER = re.compile(r"(\S+) model buffer size =\s*([\d.]+) MiB")
 _LAYERS = re.compile(r"n_layer\s+=\s*(\d+)")
-_RUN = re.compile(r'^run\d+ "predicted_n":(\d+) "predicted_ms":([\d.e+-]+)', re.M)
+_RUN = re.compile(r'^run\d+ "predicted_n": *(\d+) "predicted_ms": *([\d.e+-]+)', re.M)
 
 
 class MeasureError(Exception):

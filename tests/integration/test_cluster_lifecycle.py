@@ -8,7 +8,8 @@ minutes (served without it within 60 s, taken back within 60 s of its return) ->
 script: sshd and services new, wake lock held; doctor) -> the boot script removed: nothing comes
 back, no wake lock (doctor and verify say so), the phone dozes; a deploy repairs -> verify -> a wrong model sha256 stops the deploy before any change ->
 diagnose -> phones switched to direct and back (tunnels retired, then restored) -> verify fails
-for each breakage and a deploy repairs it -> lab down. Figures are printed (cold deploy, no-op
+for each breakage and a deploy repairs it -> plan --measure with linux2 short of RAM: the
+deploy serves with the speed split, verify passes, a second deploy changes nothing -> lab down. Figures are printed (cold deploy, no-op
 re-run, tokens/s); they are measurements, not assertions.
 """
 
@@ -568,3 +569,61 @@ def test_verify_fails_when_broken_on_purpose(lab, breakage):
         repaired, _ = deploy()
         assert repaired.returncode == 0, (repaired.stdout + repaired.stderr)[-4000:]
     assert verify().returncode == 0, "the deploy did not repair the cluster"
+
+
+MEASURED = "inventory/measured.py"
+# linux2 is given 1000 MiB of RAM (usable 1000 × 0.7 − 500 = 200 MiB, less than the 241 MiB
+# model) and the master keeps to serving: the fastest worker cannot hold it all, so the speed
+# split has to spread it.
+MEASURED_SOURCE = '''"""The lab with linux2 short of RAM and the master not computing (test_cluster_lifecycle)."""
+from llamafleet_lab import inventory_groups
+
+_groups = inventory_groups()
+_extra = {"linux1": {"master_computes": False}, "linux2": {"ram_mb": 1000}}
+termux = [(name, {**data, **_extra.get(name, {})}) for name, data in _groups["termux"]]
+linux = [(name, {**data, **_extra.get(name, {})}) for name, data in _groups["linux"]]
+'''
+
+
+def test_a_measured_cluster_splits_by_speed_within_ram_and_a_second_deploy_changes_nothing(lab):
+    """plan --measure, then the deploy serves with the split it planned from the records on
+    the devices; every worker's share stays within its usable RAM; verify passes (the master
+    holds no connection to a worker the split leaves out); a second deploy changes nothing."""
+    import json
+
+    global INVENTORY
+    (WORKDIR / MEASURED).write_text(MEASURED_SOURCE)
+    INVENTORY = MEASURED
+    started = time.monotonic()
+    result = run(str(BIN / "llamafleet"), "plan", INVENTORY, "--measure", "--json", timeout=1200)
+    FIGURES["plan --measure"] = f"{time.monotonic() - started:.0f} s"
+    assert result.returncode == 0, result.stderr[-4000:]
+    plan = json.loads(result.stdout)
+    hosts = {host["name"]: host for host in plan["hosts"]}
+    assert plan["master"]["split_by"] == "speed" and plan["master"]["gpu_layers"] == "all", plan["master"]
+    for name, host in hosts.items():
+        record = lab_exec(name, f"cat {host['base']}/etc/speed").stdout
+        assert "ms_per_mb=" in record and "measured_at=" in record, (name, record)
+        assert host["ms_per_mb"] > 0 and host["speed_from"] == name, host
+    workers = [host for host in plan["hosts"] if host["role"] == "worker"]
+    assert all(host["link_mbit"] > 0 for host in workers), workers
+    assert hosts["linux2"]["usable_mb"] == 200.0
+    assert all(host["share_mb"] <= host["usable_mb"] + 1 for host in workers), workers
+    serving = plan["master"]["rpc"].split(",")
+    assert len(serving) >= 2, f"241 MiB with at most 200 on linux2 needs two workers: {plan['master']}"
+    FIGURES["speed split"] = f"-ts {plan['master']['tensor_split']} over {plan['master']['rpc']}"
+
+    result, seconds = deploy()
+    FIGURES["deploy after measuring"] = f"{seconds:.0f} s"
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    assert wait_for(lambda: master_rpc() == plan["master"]["rpc"], 120), (master_rpc(), plan["master"]["rpc"])
+    args = lab_exec("linux1", "ps -C llama-server -o args=").stdout
+    assert f"-ts {plan['master']['tensor_split']}" in args, args
+    answer = completion_after_restart()
+    assert answer["tokens_predicted"] > 0 and answer["content"].strip(), answer
+    FIGURES["tokens/s with the speed split"] = f"{answer['timings']['predicted_per_second']:.1f}"
+    checked = verify()
+    assert checked.returncode == 0, checked.stdout[-6000:] + checked.stderr[-2000:]
+    again, seconds = deploy()
+    output = again.stdout + again.stderr
+    assert again.returncode == 0 and changes(output) == ("-", "-"), output[-6000:]

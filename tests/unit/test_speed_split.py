@@ -86,6 +86,10 @@ def test_the_master_computes_when_measured_faster_and_its_layers_leave_the_rpc_s
     hosts = measured(cluster(), {"box": 0.05, "phone1": 0.5, "board": 0.1})
     plan = make_plan(hosts, 3000)
     assert plan.master.gpu_layers == "0" and plan.master.rpc == "" and plan.hosts[0].split == 1.0
+    table = render_table(plan)
+    assert "--rpc (none: the master alone)" in table and "without board: as planned (it holds nothing)" in table
+    assert any(hint.startswith("board holds nothing") and "the master's CPU alone is faster" in hint
+               for hint in plan.hints), plan.hints
     # With a little master (4000 MB RAM: 2300 usable, "none" load mode since 3000 > 2300) it holds
     # 2300 of 3000 MiB: 0.767 of 24 layers = 18.4 → 18 on its CPU, -ngl 6; board holds the rest.
     small = [type(h)(h.name, {**h.data, "ram_mb": 4000}, h.facts, h.groups) if h.name == "box" else h for h in hosts]
