@@ -114,10 +114,14 @@ def _measure(hosts: list[Any], model_mb: float) -> int:
 
     from llamafleet.measure import measure
     from llamafleet.measure_math import MeasureError
-    from llamafleet.plan import PlanError, make_plan
+    from llamafleet.plan import HostInput, PlanError, make_plan
 
+    # The measurement needs each host's address, base and threads, not a split: planned by RAM,
+    # so a split that needs the measurement (llama_split_by "speed", master_computes) cannot stop it.
+    for_measuring = [HostInput(host.name, {**host.data, "llama_split_by": "ram", "master_computes": None}, host.facts,
+                             host.groups) for host in hosts]
     try:
-        measure(make_plan(hosts, model_mb), hosts, say=lambda line: print(f"measured {line}", file=sys.stderr))
+        measure(make_plan(for_measuring, model_mb), hosts, say=lambda line: print(f"measured {line}", file=sys.stderr))
     except (PlanError, MeasureError, PyinfraError, OSError) as error:
         print(f"measure: {error}", file=sys.stderr)
         return EXIT_PROBLEM

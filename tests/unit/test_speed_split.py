@@ -143,3 +143,16 @@ def test_a_device_of_a_measured_class_takes_its_speed_but_not_its_link():
     phone1 = plan.host("phone1")
     assert plan.master.split_by == "speed" and phone1.ms_per_mb == 0.1 and phone1.speed_from == "board"
     assert phone1.link_mbit is None and phone1.rpc_cache is False
+
+
+def test_measuring_is_planned_without_the_split_that_needs_the_measurement(monkeypatch):
+    """`plan --measure` on an inventory asking for the speed split (and the master computing)
+    before anything was measured: the measurement is planned by RAM, not refused."""
+    import llamafleet.measure
+    from llamafleet.validate_cli import EXIT_OK, _measure
+
+    seen = []
+    monkeypatch.setattr(llamafleet.measure, "measure", lambda plan, hosts, say: seen.append(plan))
+    hosts = cluster(llama_split_by="speed", master_computes=True)
+    assert _measure(hosts, 3000) == EXIT_OK
+    assert seen[0].master.split_by == "ram" and [w.name for w in seen[0].workers()] == ["phone1", "board"]
