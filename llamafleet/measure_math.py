@@ -16,7 +16,9 @@ from dataclasses import dataclass
 MIB_PER_MBIT = 1e6 / 8 / (1024 * 1024)
 
 _BUFFER = re.compile(r"(\S+) model buffer size =\s*([\d.]+) MiB")
-_LAYERS = re.compile(r"n_layer\s+=\s*(\d+)")
+# -ngl counts n_layer_all + 1 layers; llama.cpp prints n_layer_all where a model has layers
+# beyond n_layer (next-token prediction ones), else n_layer alone.
+_LAYERS = re.compile(r"n_layer(?:_all)?\s+=\s*(\d+)")
 _RUN = re.compile(r'^run\d+ "predicted_n": *(\d+) "predicted_ms": *([\d.e+-]+)', re.M)
 
 
@@ -47,9 +49,8 @@ def parse_run(output: str) -> RunResult:
     rpc = sum(float(size) for name, size in _BUFFER.findall(output) if name.startswith("RPC"))
     cpu = sum(float(size) for name, size in _BUFFER.findall(output) if not name.startswith("RPC"))
     load = re.search(r"^load_ms=(\d+)$", output, re.M)
-    layers = _LAYERS.search(output)
-    return RunResult(min(runs), rpc, cpu, int(load.group(1)) if load else 0,
-                     int(layers.group(1)) if layers else None)
+    layers = [int(count) for count in _LAYERS.findall(output)]
+    return RunResult(min(runs), rpc, cpu, int(load.group(1)) if load else 0, max(layers) if layers else None)
 
 
 def layers_to_measure(n_layer: int, model_mb: float, usable_mb: float, link_mbit: float,

@@ -110,6 +110,7 @@ def warnings(hosts: list[Any]) -> list[str]:
 
 def _measure(hosts: list[Any], model_mb: float) -> int:
     """Measure the cluster as planned now (llamafleet.measure); progress on stderr."""
+    from paramiko import SSHException
     from pyinfra.api.exceptions import PyinfraError
 
     from llamafleet.measure import measure
@@ -122,7 +123,7 @@ def _measure(hosts: list[Any], model_mb: float) -> int:
                              host.groups) for host in hosts]
     try:
         measure(make_plan(for_measuring, model_mb), hosts, say=lambda line: print(f"measured {line}", file=sys.stderr))
-    except (PlanError, MeasureError, PyinfraError, OSError) as error:
+    except (PlanError, MeasureError, PyinfraError, SSHException, OSError) as error:
         print(f"measure: {error}", file=sys.stderr)
         return EXIT_PROBLEM
     return EXIT_OK
@@ -149,12 +150,6 @@ def run_plan(args: argparse.Namespace) -> int:
         return _print_problems([Problem(CLUSTER, "facts", str(error))])
     if gathered.errors:
         return _print_problems([Problem(name, "facts", why) for name, why in gathered.errors.items()])
-    if getattr(args, "record", None):
-        try:
-            write_facts(args.record, gathered.hosts)
-        except OSError as error:
-            return _print_problems([Problem(CLUSTER, "record", f"{args.record}: {error.strerror or error}")])
-
     master = next(h for h in gathered.hosts if h.data.get("llama_role") == "master")
     if getattr(args, "measure", False):
         if args.facts:
@@ -165,6 +160,11 @@ def run_plan(args: argparse.Namespace) -> int:
         gathered = gather_facts(args.inventory, args.group_data)  # the plan reads the new records
         if gathered.errors:
             return _print_problems([Problem(name, "facts", why) for name, why in gathered.errors.items()])
+    if getattr(args, "record", None):
+        try:
+            write_facts(args.record, gathered.hosts)
+        except OSError as error:
+            return _print_problems([Problem(CLUSTER, "record", f"{args.record}: {error.strerror or error}")])
     try:
         plan = make_plan(gathered.hosts, model_size_from_data(master.data) or 0)
     except PlanError as error:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 # The record's lines (templates/llamafleet/etc/speed.j2): `key=value`, `#` comments.
@@ -27,8 +29,10 @@ def parse_speed_record(lines: list[str]) -> dict | None:
                 values[key] = value
         except ValueError:
             return None
-    speed = values.get("ms_per_mb")
-    return values if speed is not None and speed > 0 else None
+    numbers = [values[key] for key in (*_NUMBERS, *_INTEGERS) if key in values]
+    if any(not math.isfinite(number) or number <= 0 for number in numbers):
+        return None  # a hand-edited inf, nan, 0 or negative figure: not a measurement
+    return values if "ms_per_mb" in values else None
 
 
 class SpeedRecord(FactBase):

@@ -16,7 +16,7 @@ from llamafleet.plan.addresses import cluster_address_of
 from llamafleet.plan.firewall import firewall_plan, gets_firewall
 from llamafleet.plan.heal import degraded_rows
 from llamafleet.plan.memory import SPLIT_STEPS, format_split, quantisation_hint, split_by_capacity
-from llamafleet.plan.speed import SPEED_FACT, Speed, speed_of
+from llamafleet.plan.speed import SPEED_FACT, Speed, speed_of, usable_record
 from llamafleet.plan.split import Member, SplitChoice, choose_split, ram_choice
 from llamafleet.plan.ports import PortChoice, plan_ports, rank_order
 from llamafleet.plan.shapes import HostInput, MasterPlan, Plan, PlanError, PlannedHost
@@ -138,9 +138,12 @@ def _split_choice(master: _Device, workers: list[_Device], hosts: list[HostInput
                   hand: list[float] | None, load_mode: str) -> SplitChoice | None:
     """The speed split when measured (llamafleet.plan.split), else None (the RAM split)."""
     records = {host.name: host.facts.get(SPEED_FACT) for host in hosts}
+    model_sha = master.host.settings.model_sha256
     for device in [master, *workers]:
-        device.speed = speed_of(device.host.name, device.host.facts, device.device_class, records)
-    master_record = master.host.facts.get(SPEED_FACT) or {}
+        role = "master" if device is master else "worker"
+        device.speed = speed_of(device.host.name, role, device.host.facts, device.device_class, records, model_sha)
+    master_record = master.host.facts.get(SPEED_FACT)
+    master_record = master_record if usable_record(master_record, "master", model_sha) else {}
     # Mapped model pages sit in the master's page cache while it loads: what its CPU may hold.
     cap = master.usable_mb - (model_size_mb if load_mode == "mmap" else 0)
     return choose_split(Member(master.host.name, master.usable_mb, master.speed), master.host.settings,

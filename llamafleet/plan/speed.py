@@ -37,15 +37,27 @@ class Speed:
     link_mbit: float | None = None
 
 
-def speed_of(name: str, facts: Mapping[str, Mapping], device_class: str,
-             records: Mapping[str, Mapping | None]) -> Speed | None:
-    """The speed of host `name`: its own record, else the first record (in `records`' order)
-    of a device of the same class, else None. `records` is every host's record by name."""
+def usable_record(record: Mapping | None, role: str, model_sha256: str | None) -> bool:
+    """A record the plan may use for a device of `role` serving the model of `model_sha256`:
+    a worker's figure carries its link's round trips and the master's none, so a record counts
+    for its own role only; and a record of another model (its n_layer sets -ngl) not at all."""
+    if not record or record.get("role", role) != role:
+        return False
+    measured = str(record.get("model_sha256") or "").lower()
+    return not (model_sha256 and measured and measured != "unknown" and measured != model_sha256.lower())
+
+
+def speed_of(name: str, role: str, facts: Mapping[str, Mapping], device_class: str,
+             records: Mapping[str, Mapping | None], model_sha256: str | None) -> Speed | None:
+    """The speed of host `name` as `role`: its own record, else the first record (in `records`'
+    order) of a device of the same class and role, else None. `records` is every host's
+    record by name; records of another model or role are not used (usable_record)."""
     own = (facts or {}).get(SPEED_FACT)
-    if own:
+    if usable_record(own, role, model_sha256):
         return Speed(float(own["ms_per_mb"]), name, str(own.get("measured_at", "")), own.get("link_mbit"))
     for other, record in records.items():
-        if other != name and record and record.get("device_class") == device_class:
+        if (other != name and device_class and usable_record(record, role, model_sha256)
+                and record.get("device_class") == device_class):
             # A twin's compute speed; its link is its own, not this device's.
             return Speed(float(record["ms_per_mb"]), other, str(record.get("measured_at", "")))
     return None
@@ -81,9 +93,10 @@ def idle_reason(name: str, speed: float, others: Sequence[tuple[str, float, floa
 
 
 def master_layers(master_share: float, n_layer: int) -> int:
-    """llama-server's -ngl when the master's own CPU holds `master_share` of the model: llama.cpp
+    """llama-server's -ngl when the master's own CPU holds at most `master_share` of the model: llama.cpp
     offloads the last -ngl of its n_layer + 1 layers (the output layer counts as one) and
     computes the first ones on the CPU."""
     layers = n_layer + 1
-    on_master = min(layers, max(0, round(master_share * layers)))
+    # Rounded down: never more on the master than its share (its RAM limit).
+    on_master = min(layers, max(0, int(master_share * layers + 1e-9)))
     return layers - on_master

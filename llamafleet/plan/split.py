@@ -68,16 +68,22 @@ def choose_split(master: Member, settings, n_layer: int | None, workers: Sequenc
                             'set llama_split_by = "auto" or "speed", or leave master_computes unset')
         return None
     speeds = [worker.speed.ms_per_mb for worker in workers]  # type: ignore[union-attr]
-    caps = [worker.usable_mb for worker in workers]
+    # llama.cpp places whole layers, and the output layer (for tied embeddings a copy the file
+    # does not count) on the last device: a layer of room is kept on every device.
+    layer_mb = model_mb / (n_layer + 1) if n_layer else model_mb / 20
+    caps = [max(worker.usable_mb - layer_mb, 0.0) for worker in workers]
+    master_cap = max(master_cap_mb - layer_mb, 0.0)
     master_share, gpu_layers = 0.0, "all"
     if computes is not False and master.speed is not None and n_layer:
-        held = fastest_first([master.speed.ms_per_mb, *speeds], [max(master_cap_mb, 0.0), *caps], model_mb)
+        held = fastest_first([master.speed.ms_per_mb, *speeds], [master_cap, *caps], model_mb)
         if held is not None and held[0] > 0:
             layers = master_layers(held[0] / model_mb, n_layer)
-            # Rounded to whole layers: one more on the master when the workers cannot take the rest.
+            # Whole layers: one more on the master when the workers cannot take the rest.
             while layers > 0 and fastest_first(speeds, caps, model_mb * layers / (n_layer + 1)) is None:
                 layers -= 1
             master_share = 1 - layers / (n_layer + 1)
+            if master_share * model_mb > master_cap + layer_mb:
+                return None  # the devices cannot hold it by speed: the RAM split says what to do
             gpu_layers = str(layers) if master_share > 0 else "all"
     offloaded = model_mb * (1 - master_share)
     held = fastest_first(speeds, caps, offloaded) if offloaded > 0 else [0.0] * len(workers)

@@ -32,6 +32,8 @@ STAND_IN = textwrap.dedent('''
             loading = time.monotonic() - started < 1.0
             self._send(503 if loading else 200, {"status": "loading" if loading else "ok"})
         def do_POST(self):
+            if self.headers.get("Authorization") != "Bearer s3cret":
+                return self._send(401, {"error": "Invalid API Key"})
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             assert body["n_predict"] == 16 and body["prompt"]
             self._send(200, {"content": "x", "timings": {"predicted_n": 16, "predicted_ms": 320.5}})
@@ -54,6 +56,8 @@ def test_the_script_waits_for_the_load_times_two_completions_and_ends_the_server
     stand_in.chmod(0o755)
     (tmp_path / "stand_in.py").write_text(STAND_IN)
     (tmp_path / "logs").mkdir()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "api-key").write_text("s3cret\n")
     port = free_port()
     master = SimpleNamespace(base=str(tmp_path), binary="llama-server", model_path="/models/m.gguf",
                              service_user=None, service_group=None)
@@ -65,7 +69,8 @@ def test_the_script_waits_for_the_load_times_two_completions_and_ends_the_server
     assert run.ms_per_token == 320.5 / 16 and run.rpc_mb == 50.0 and run.n_layer == 18
     assert run.load_ms >= 900  # /health answered 503 for the first second
     log = (tmp_path / "logs" / "measure.log").read_text()
-    assert "-ngl 3 -t 2 -c 512 --load-mode mmap -lv 4 --rpc 127.0.0.1:50052 -ts 1" in log, log
+    assert ("-ngl 3 -t 2 -c 512 --load-mode mmap -lv 4 --rpc 127.0.0.1:50052 -ts 1 --api-key-file "
+            f"{tmp_path}/etc/api-key") in log, log
     # The server ended with the script: nothing listens on its port any more (SO_REUSEADDR:
     # its closed connections may still wait in TIME_WAIT).
     with socket.socket() as probe:
@@ -79,6 +84,8 @@ def test_a_server_that_dies_while_loading_is_reported_with_its_last_lines(tmp_pa
     stand_in.write_text("#!/bin/sh\necho 'failed to connect to 127.0.0.1:50052' >&2\nexit 1\n")
     stand_in.chmod(0o755)
     (tmp_path / "logs").mkdir()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "api-key").write_text("s3cret\n")
     master = SimpleNamespace(base=str(tmp_path), binary="llama-server", model_path="/m.gguf",
                              service_user=None, service_group=None)
     plan = SimpleNamespace(master=SimpleNamespace(server_port=free_port(), threads=1, load_mode="none"))

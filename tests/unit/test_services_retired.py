@@ -105,7 +105,9 @@ def test_retire_stops_a_runit_service_for_good(tmp_path):
 
         assert not (svdir / "llama-tunnel-phone2").exists()
         # Gone when the commands end, runsv included: remove's before/after comparison looks at once.
-        supervisors = subprocess.run(["pgrep", "-fx", "runsv llama-tunnel-phone2"], capture_output=True)
+        # Only this runsvdir's children: a lab on this machine runs runsv of the same name.
+        supervisors = subprocess.run(["pgrep", "-P", str(runsvdir.pid), "-fx", "runsv llama-tunnel-phone2"],
+                                     capture_output=True)
         assert supervisors.returncode == 1, "runsv of the retired service still runs"
         time.sleep(6)  # runsvdir rescans every 5 s: it must not bring the service back
         assert not (svdir / "llama-tunnel-phone2").exists()

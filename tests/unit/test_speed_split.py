@@ -58,14 +58,15 @@ def test_master_layers_counts_the_output_layer():
 
 
 def test_the_faster_worker_holds_all_it_may_and_the_slow_one_nothing_with_the_reason():
-    """3000 MB, master not computing: board (0.1 ms/MiB) holds its 2300 usable, phone1 (0.5)
-    the remaining 700: 0.767 and 0.233 of the model; 0.1 × 2300 + 0.5 × 700 = 580 ms."""
+    """3000 MB in 23 layers + output, 125 MB a layer, master not computing: board (0.1 ms/MiB)
+    holds its 2300 usable less a layer of room, 2175; phone1 (0.5) the remaining 825: 0.725 and
+    0.275 of the model; 0.1 × 2175 + 0.5 × 825 = 630 ms."""
     hosts = measured(cluster(master_computes=False), {"box": 0.05, "phone1": 0.5, "board": 0.1})
     plan = make_plan(hosts, 3000)
     assert plan.master.split_by == "speed"
-    assert [round(worker.split, 3) for worker in plan.workers()] == [0.233, 0.767]
-    assert plan.master.tensor_split == "0.233,0.767" and plan.master.gpu_layers == "all"
-    assert plan.master.predicted_ms == pytest.approx(580.0)
+    assert [round(worker.split, 3) for worker in plan.workers()] == [0.275, 0.725]
+    assert plan.master.tensor_split == "0.275,0.725" and plan.master.gpu_layers == "all"
+    assert plan.master.predicted_ms == pytest.approx(630.0)
 
     # A model board holds alone: phone1 gets nothing, is left out of --rpc, and the plan says why.
     plan = make_plan(hosts, 2000)
@@ -90,14 +91,15 @@ def test_the_master_computes_when_measured_faster_and_its_layers_leave_the_rpc_s
     assert "--rpc (none: the master alone)" in table and "without board: as planned (it holds nothing)" in table
     assert any(hint.startswith("board holds nothing") and "the master's CPU alone is faster" in hint
                for hint in plan.hints), plan.hints
-    # With a little master (4000 MB RAM: 2300 usable, "none" load mode since 3000 > 2300) it holds
-    # 2300 of 3000 MiB: 0.767 of 24 layers = 18.4 → 18 on its CPU, -ngl 6; board holds the rest.
+    # With a little master (4000 MB RAM: 2300 usable, "none" load mode since 3000 > 2300) it may
+    # hold 2300 less a layer, 2175 of 3000 MiB: 0.725 of 24 layers = 17.4 → 17 on its CPU (never
+    # more than it may hold), -ngl 7; board holds the other 7 layers.
     small = [type(h)(h.name, {**h.data, "ram_mb": 4000}, h.facts, h.groups) if h.name == "box" else h for h in hosts]
     plan = make_plan(small, 3000)
-    assert plan.master.load_mode == "none" and plan.master.gpu_layers == "6"
-    assert plan.hosts[0].split == pytest.approx(0.75)
-    assert [worker.split for worker in plan.workers()] == [0.0, 0.25]
-    assert "-ngl 6" in render_table(plan)
+    assert plan.master.load_mode == "none" and plan.master.gpu_layers == "7"
+    assert plan.hosts[0].split == pytest.approx(17 / 24)
+    assert [worker.split for worker in plan.workers()] == [0.0, pytest.approx(7 / 24)]
+    assert "-ngl 7" in render_table(plan)
 
 
 def test_master_computes_asked_without_a_measurement_is_refused_naming_the_key():
@@ -156,3 +158,18 @@ def test_measuring_is_planned_without_the_split_that_needs_the_measurement(monke
     hosts = cluster(llama_split_by="speed", master_computes=True)
     assert _measure(hosts, 3000) == EXIT_OK
     assert seen[0].master.split_by == "ram" and [w.name for w in seen[0].workers()] == ["phone1", "board"]
+
+
+def test_records_of_another_model_or_role_are_not_used():
+    """A record of another model (its n_layer would set -ngl) or of the other role (a master's
+    figure has no link in it) leaves the device unmeasured: the plan splits by RAM."""
+    hosts = measured(cluster(model_sha256="a" * 64), {"box": 0.05, "phone1": 0.5, "board": 0.1})
+    for host in hosts:
+        host.facts[SPEED_FACT]["model_sha256"] = "a" * 64
+        host.facts[SPEED_FACT]["role"] = "master" if host.name == "box" else "worker"
+    assert make_plan(hosts, 3000).master.split_by == "speed"
+    hosts[2].facts[SPEED_FACT]["model_sha256"] = "b" * 64
+    plan = make_plan(hosts, 3000)
+    assert plan.master.split_by == "ram" and plan.host("board").ms_per_mb is None
+    hosts[2].facts[SPEED_FACT].update(model_sha256="a" * 64, role="master")
+    assert make_plan(hosts, 3000).host("board").ms_per_mb is None
