@@ -108,7 +108,10 @@ def shares(split: str) -> list[float] | None:
 
 def as_planned(args: dict, plan: dict) -> bool:
     """Whether llama-server runs with the plan's workers and shares (the launcher serves with
-    fewer workers when one did not answer; -ts may be written 1,3 or 0.25,0.75)."""
+    fewer workers when one did not answer; -ts may be written 1,3 or 0.25,0.75). A master that
+    holds the whole model runs without --rpc and -ts."""
+    if not plan["rpc"]:
+        return "--rpc" not in args and "-ts" not in args
     ours, theirs = shares(args.get("-ts", "")), shares(plan["tensor_split"])
     if args.get("--rpc") != plan["rpc"] or ours is None or theirs is None or len(ours) != len(theirs):
         return False
