@@ -86,7 +86,7 @@ def _run_hung_up(client, command: str, timeout: float) -> str:
     _, stdout, _ = client.exec_command(command, timeout=timeout, get_pty=True)
     out = stdout.read().decode(errors="replace")
     stdout.channel.recv_exit_status()
-    return out
+    return out.replace("\r\n", "\n")  # a terminal ends its lines with CR LF
 
 
 def _restart_master(client, master: PlannedHost, data, prefix, say) -> None:
