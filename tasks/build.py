@@ -67,6 +67,6 @@ build.resolve(
 
 build.compile(name="Compile llama.cpp (one member per class)", paths=paths)
 
-build.share(name="Keep the class binaries on the controller (for twins and later deploys)", paths=paths)
+build.share(name="Fetch the class binaries to the controller for twins", paths=paths)
 
 build.install_copy(name="Install class binaries built by a twin", paths=paths)

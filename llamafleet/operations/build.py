@@ -241,9 +241,8 @@ def share(paths: Paths):
     + paths: the device layout
 
     Packs the current release (binaries, SHA256SUMS, stamp), downloads it to the controller's
-    build cache and checks its sha256: when a twin needs the binaries, and after a compile whose
-    class the cache does not hold yet (a device wiped or replaced, or another cluster of the
-    same class, then copies them instead of compiling again).
+    build cache and checks its sha256. Only when a twin needs the binaries and the cache does not
+    hold them yet.
 
     **Example:**
 
@@ -252,17 +251,10 @@ def share(paths: Paths):
         build.share(name="Fetch class binaries", paths=device_paths(host))
     """
     build, assignment = current_host_assignment(host.state)
-    if build is None or assignment is None:
-        host.noop("no build to share")
+    if build is None or assignment is None or not assignment.share_to:
+        host.noop("no twin needs binaries from this host")
         return
-    cache_dir = build_cache_dir(host.state)
-    # A host that opted out of sharing (llama_build_once_per_class = False) keeps its own.
-    keep = (assignment.action == "compile" and build.share and build.key is not None
-            and cached_artifact(cache_dir, build.key) is None)
-    if not assignment.share_to and not keep:
-        host.noop("no twin needs binaries from this host, and the controller holds its class")
-        return
-    yield FunctionCommand(pack_and_fetch, (build, cache_dir), {})
+    yield FunctionCommand(pack_and_fetch, (build, build_cache_dir(host.state)), {})
 
 
 # --- 4. install_copy -------------------------------------------------------------------------
