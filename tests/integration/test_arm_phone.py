@@ -191,7 +191,12 @@ def test_the_worker_is_an_aarch64_build_of_the_table_flags_running_under_qemu(la
     assert march == "armv8.2-a+dotprod+fp16", march  # the Tensor G2's X1/A78/A55: ARMv8.2, dotprod, fp16
     assert f"-DGGML_CPU_ARM_ARCH={march}" in stamp()
     # Run by qemu-user with the phone's CPU model (binfmt_misc: the process's program is qemu).
-    pid = phone(f"grep -lsF {BASE}/bin/ggml-rpc-server /proc/[0-9]*/cmdline | head -n 1").split("/")[2]
+    # The worker as its supervisor names it (a grep of every command line may also meet a
+    # short-lived process naming the binary), once it runs: a deploy may have just restarted it.
+    deadline = time.monotonic() + 60
+    while "run: " not in phone("SVDIR=$PREFIX/var/service sv status llama-rpc") and time.monotonic() < deadline:
+        time.sleep(1)
+    pid = worker_pid()
     assert phone(f"readlink /proc/{pid}/exe").strip() == qemu_user.QEMU
     assert "QEMU_CPU=cortex-a76" in phone(f"tr '\\000' '\\n' < /proc/{pid}/environ")
 
