@@ -21,6 +21,7 @@ import shlex
 from datetime import datetime, timezone
 
 from llamafleet.connect import run, ssh_client, upload_mbit
+from llamafleet.layout import paths_for
 from llamafleet.measure_math import MeasureError, RunResult, layers_to_measure, parse_run, worker_ms_per_mb
 from llamafleet.plan import Plan, PlannedHost
 from llamafleet.privilege import as_deployed
@@ -60,7 +61,7 @@ def _script(plan: Plan, master: PlannedHost, bash: str, ngl: str, rpc: str | Non
         command = (f"setpriv --reuid {shlex.quote(master.service_user)} --regid {shlex.quote(str(master.service_group))} "
                    f"--clear-groups {command}")
     return render("llamafleet/libexec/measure.bash.j2", bash=bash, port=plan.master.server_port,
-                  log=f"{master.base}/logs/measure.log", command=command, load_limit=LOAD_LIMIT,
+                  log=f"{paths_for(str(master.base)).logs}/measure.log", command=command, load_limit=LOAD_LIMIT,
                   prompt=json.dumps(PROMPT), tokens=TOKENS, key_file=key_file)
 
 
@@ -70,7 +71,7 @@ def _build_id(client, data, path: str) -> str:
 
 
 def _write_record(client, data, planned: PlannedHost, values: dict) -> None:
-    path = f"{planned.base}/etc/speed"
+    path = paths_for(str(planned.base)).speed_record
     text = render("llamafleet/etc/speed.j2", **values)
     stdin, stdout, stderr = client.exec_command(as_deployed(f"cat > {shlex.quote(path)}", data), timeout=30)
     stdin.write(text)
@@ -175,7 +176,7 @@ def measure(plan: Plan, hosts: list, say=print) -> list[dict]:
         planned: PlannedHost = record.pop("host")
         device = ssh_client(planned.name, data[planned.name])
         try:
-            build = _build_id(device, data[planned.name], f"{planned.base}/bin/{planned.binary}")
+            build = _build_id(device, data[planned.name], f"{paths_for(str(planned.base)).bin}/{planned.binary}")
             host_input = next(host for host in hosts if host.name == planned.name)
             values = {**record, "device_class": device_class_of(host_input.settings, host_input.facts) or "-",
                       "build": build, "model_sha256": model_sha, "measured_at": now,

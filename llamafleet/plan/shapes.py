@@ -174,6 +174,12 @@ class Plan:
     def workers(self) -> list[PlannedHost]:
         return [host for host in self.hosts if host.role == "worker"]
 
+    def serving(self) -> list[PlannedHost]:
+        """The workers llama-server's --rpc names, in its order (the speed split may leave
+        some out; none when the master holds the whole model)."""
+        endpoints = self.master.rpc.split(",") if self.master.rpc else []
+        return [host for host in self.workers() if host.connect in endpoints]
+
     def host(self, name: str) -> PlannedHost:
         """One host's entry (KeyError naming the host when the plan has none)."""
         for planned in self.hosts:

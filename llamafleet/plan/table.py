@@ -76,10 +76,10 @@ def _without_lines(plan: Plan) -> list[str]:
     if len(names) < 2:
         return []
     by_group = {row.group or row.workers: row for row in plan.master.degraded}
-    serving = plan.master.rpc.split(",") if plan.master.rpc else []
+    serving = [host.name for host in plan.serving()]
     lines = []
     for away in names:
-        if plan.host(away).connect not in serving:
+        if away not in serving:
             lines.append(f"  without {away}: as planned (it holds nothing)")
             continue
         row = by_group.get(tuple(name for name in names if name != away))

@@ -45,9 +45,7 @@ def launcher_context(plan: Plan, *, bash: str, manager: str, argv: list[str],
     without --rpc and -ts (the launcher adds the chosen group's)."""
     workers = [worker for worker in plan.workers() if worker.connect]
     # The whole plan's row: the workers in its --rpc (the speed split may leave some out).
-    serving = plan.master.rpc.split(",") if plan.master.rpc else []
-    whole = ServingRow(tuple(worker.name for worker in workers if worker.connect in serving), plan.master.rpc,
-                       plan.master.tensor_split)
+    whole = ServingRow(tuple(worker.name for worker in plan.serving()), plan.master.rpc, plan.master.tensor_split)
     return {
         "bash": bash,
         "manager": manager,

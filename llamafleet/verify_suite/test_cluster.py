@@ -397,9 +397,9 @@ def test_completion_through_every_worker(master, cluster, api_key):
     print(f"\ncompletion: {answer['tokens_predicted']} tokens, "
           f"{answer['timings']['predicted_per_second']:.1f} tokens/s, {elapsed:.2f} s"
           f"{' after one master restart' if failures else ''}: {answer['content']!r}")
-    serving = cluster.plan.master.rpc.split(",") if cluster.plan.master.rpc else []
+    serving = [host.name for host in cluster.plan.serving()]
     for planned in cluster.plan.workers():
-        if planned.connect not in serving:  # the speed split gives it nothing: no connection is right
+        if planned.name not in serving:  # the speed split gives it nothing: no connection is right
             assert not _rpc_peers(master, planned), (
                 f"{planned.name}: {master.name} holds a connection to {planned.connect}, which the plan leaves "
                 f"out of --rpc ({cluster.plan.master.rpc or 'none'})")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from llamafleet.plan import Plan
 from llamafleet.plan.heal import ServingRow
 from llamafleet.serving.launcher import LAUNCHER_TEMPLATE, HealTimes, launcher_context
 from llamafleet.serving.probes import rpc_hello_request as hello_request
@@ -106,6 +107,8 @@ class _Plan:
 
     def workers(self):
         return self._workers
+
+    serving = Plan.serving  # the plan's own rule: the workers its --rpc names
 
 
 def launch(tmp_path: Path, workers, degraded) -> tuple[subprocess.Popen, Path]:
