@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyinfra.api import FactBase, QuoteString, StringCommand
+from llamafleet.facts.record import DeviceRecord
 
 # The record's lines (templates/llamafleet/etc/rpc-port.j2): `key=value`, `#` comments.
 _INTEGERS = ("rpc_port", "rpc_port_base")
@@ -25,7 +25,7 @@ def parse_port_record(lines: list[str]) -> dict | None:
     return values if "rpc_port" in values else None
 
 
-class RpcPortRecord(FactBase):
+class RpcPortRecord(DeviceRecord):
     """The port recorded on a worker at its deploys, or None (no record: a first deploy, a
     master, or a device whose llamafleet files were removed):
 
@@ -35,9 +35,6 @@ class RpcPortRecord(FactBase):
 
     + path: the record (llamafleet.layout.Paths.rpc_port_record)
     """
-
-    def command(self, path: str) -> StringCommand:
-        return StringCommand("cat", QuoteString(path), "2>/dev/null", "||", "true")
 
     def process(self, output: list[str]) -> dict | None:
         return parse_port_record(list(output))

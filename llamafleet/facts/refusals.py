@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyinfra.api import FactBase, QuoteString, StringCommand
+from llamafleet.facts.record import DeviceRecord
 
 
 def parse_refusals(lines: list[str]) -> dict[str, dict]:
@@ -18,7 +18,7 @@ def parse_refusals(lines: list[str]) -> dict[str, dict]:
     return refusals
 
 
-class CpuRefusals(FactBase[dict]):
+class CpuRefusals(DeviceRecord):
     """The features recorded as refused by this device's CPU, by name ({} when none):
 
     .. code:: python
@@ -28,9 +28,6 @@ class CpuRefusals(FactBase[dict]):
 
     + path: the record (llamafleet.layout.Paths.cpu_refused)
     """
-
-    def command(self, path: str) -> StringCommand:
-        return StringCommand("cat", QuoteString(path), "2>/dev/null", "||", "true")
 
     def process(self, output: list[str]) -> dict:
         return parse_refusals(list(output))

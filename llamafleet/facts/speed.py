@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pyinfra.api import FactBase, QuoteString, StringCommand
+from llamafleet.facts.record import DeviceRecord
 
 # The record's lines (templates/llamafleet/etc/speed.j2): `key=value`, `#` comments.
 _NUMBERS = ("ms_per_mb", "measured_mb", "link_mbit")
@@ -35,7 +35,7 @@ def parse_speed_record(lines: list[str]) -> dict | None:
     return values if "ms_per_mb" in values else None
 
 
-class SpeedRecord(FactBase):
+class SpeedRecord(DeviceRecord):
     """The speed measured on a device, or None (never measured, or the record was deleted):
 
     .. code:: python
@@ -46,9 +46,6 @@ class SpeedRecord(FactBase):
 
     + path: the record (llamafleet.layout.Paths.speed_record)
     """
-
-    def command(self, path: str) -> StringCommand:
-        return StringCommand("cat", QuoteString(path), "2>/dev/null", "||", "true")
 
     def process(self, output: list[str]) -> dict | None:
         return parse_speed_record(list(output))
